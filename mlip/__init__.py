@@ -1,0 +1,1 @@
+"""phonion.mlip — calculators (the SPEC resolver), training data, MACE training, evaluation, export."""

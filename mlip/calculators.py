@@ -1,0 +1,180 @@
+"""The calculator SPEC: the one place where a string becomes an ASE calculator.
+
+Every phonion command that needs forces takes ``--calculator SPEC``:
+
+==========================  ===============================================================
+SPEC                        calculator
+==========================  ===============================================================
+``chgnet``                  CHGNet, pretrained weights shipped in its wheel (offline);
+                            the default *surrogate reference* when no DFT is at hand
+``chgnet:<path>``           CHGNet from a saved model file
+``emt``                     ASE's EMT (metals + H, C, N, O only; fast tests)
+``mace:<path to .model>``   mace-torch's own ``MACECalculator`` on a trained model file
+``module:function``         any importable function returning an ASE calculator
+                            (how a VASP user plugs in ``ase.calculators.vasp.Vasp``)
+==========================  ===============================================================
+
+Options follow a ``?``: ``mace:model.model?device=cuda&dtype=float32``. ``device`` defaults
+to CUDA when available, else CPU; ``dtype`` (mace) defaults to float64 on CPU, float32 on GPU.
+``module:function`` receives the options as keyword arguments (strings).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+BUILTINS = ("chgnet", "emt", "mace")
+
+
+class CalculatorSpecError(ValueError):
+    """A SPEC that cannot be turned into a calculator; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class CalculatorSpec:
+    """A parsed SPEC: ``kind`` is 'chgnet' | 'emt' | 'mace' | 'python'."""
+
+    kind: str
+    target: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """Human label for reports: what produced the forces."""
+        if self.kind == "chgnet":
+            return "CHGNet (pretrained)" if self.target is None else f"CHGNet ({self.target})"
+        if self.kind == "emt":
+            return "ASE EMT"
+        if self.kind == "mace":
+            return f"MACE ({self.target})"
+        return f"{self.target}"
+
+
+def parse_spec(spec: str) -> CalculatorSpec:
+    """Parse a SPEC string without building anything (cheap; validates the form)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise CalculatorSpecError("empty calculator SPEC; use chgnet, emt, mace:<model>, or module:function")
+    text = spec.strip()
+    body, _, query = text.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    head, sep, tail = body.partition(":")
+    name = head.lower()
+    if name in ("chgnet", "emt") and not sep:
+        return CalculatorSpec(name, None, options, text)
+    if name == "chgnet":
+        return CalculatorSpec("chgnet", tail, options, text)
+    if name == "mace":
+        if not tail:
+            raise CalculatorSpecError(f"{text!r}: mace needs a model file, e.g. mace:run/model.model")
+        return CalculatorSpec("mace", tail, options, text)
+    if sep and head and tail:
+        return CalculatorSpec("python", f"{head}:{tail}", options, text)
+    raise CalculatorSpecError(
+        f"{text!r} is not a calculator SPEC; use chgnet, emt, mace:<path to .model>, "
+        "or module:function returning an ASE calculator")
+
+
+def default_device() -> str:
+    """'cuda' when a CUDA GPU is visible to torch, else 'cpu'."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # torch is a dependency, but EMT users should not need it
+        return "cpu"
+
+
+def resolve_calculator(spec: str | CalculatorSpec, *, device: str | None = None,
+                       dtype: str | None = None):
+    """Build the ASE calculator a SPEC names.
+
+    Parameters
+    ----------
+    spec : SPEC string (see module docstring) or a parsed ``CalculatorSpec``
+    device : 'cpu' | 'cuda' | 'cuda:N'; overrides the SPEC's ``device`` option
+    dtype : 'float32' | 'float64' for MACE; overrides the SPEC's ``dtype`` option
+
+    Returns
+    -------
+    ase.calculators.calculator.Calculator
+    """
+    parsed = spec if isinstance(spec, CalculatorSpec) else parse_spec(spec)
+    opts = dict(parsed.options)
+    device = device or opts.pop("device", None) or default_device()
+    opts.pop("device", None)
+    builder = _BUILDERS[parsed.kind]
+    return builder(parsed, device, dtype or opts.pop("dtype", None), opts)
+
+
+def _build_emt(spec, device, dtype, opts):
+    from ase.calculators.emt import EMT
+
+    return EMT()
+
+
+def _build_chgnet(spec, device, dtype, opts):
+    try:
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+    except ImportError as exc:
+        raise CalculatorSpecError(
+            "SPEC 'chgnet' needs the chgnet package: pip install 'phonion[reference]'") from exc
+    if spec.target is None:
+        model = CHGNet.load(verbose=False)  # weights ship inside the wheel: no download
+    else:
+        path = Path(spec.target)
+        if not path.is_file():
+            raise CalculatorSpecError(f"{path}: no such CHGNet model file")
+        model = CHGNet.from_file(str(path))
+    return CHGNetCalculator(model=model, use_device=device)
+
+
+def _build_mace(spec, device, dtype, opts):
+    path = Path(spec.target)
+    if not path.is_file():
+        raise CalculatorSpecError(f"{path}: no such MACE model file (SPEC {spec.text!r})")
+    # mace must be imported before e3nn with torch 2.13 (weights-only unpickling)
+    from mace.calculators import MACECalculator
+
+    dtype = dtype or ("float32" if str(device).startswith("cuda") else "float64")
+    if dtype not in ("float32", "float64"):
+        raise CalculatorSpecError(f"{spec.text!r}: dtype must be float32 or float64, got {dtype!r}")
+    try:
+        return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype, **opts)
+    except Exception as exc:  # torch.load / pickle errors: say which file
+        raise CalculatorSpecError(f"{path}: cannot load as a MACE model: {exc}") from exc
+
+
+def _build_python(spec, device, dtype, opts):
+    module_name, _, func_name = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CalculatorSpecError(f"{spec.text!r}: cannot import module {module_name!r}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise CalculatorSpecError(f"{spec.text!r}: {module_name} has no function {func_name!r}")
+    calc = func(**opts)
+    if not hasattr(calc, "get_forces") and not hasattr(calc, "calculate"):
+        raise CalculatorSpecError(f"{spec.text!r}: {func_name}() returned {type(calc).__name__}, "
+                                  "not an ASE calculator")
+    return calc
+
+
+_BUILDERS = {"emt": _build_emt, "chgnet": _build_chgnet, "mace": _build_mace, "python": _build_python}
+
+
+def calculator_metadata(spec: str | CalculatorSpec, *, surrogate_reference: bool = False) -> dict:
+    """What to write into a trajectory's metadata about where its forces came from."""
+    parsed = spec if isinstance(spec, CalculatorSpec) else parse_spec(spec)
+    meta = {"calculator_spec": parsed.text, "calculator": parsed.label}
+    if surrogate_reference:
+        meta["reference_kind"] = "surrogate reference"
+        meta["reference_note"] = (f"forces and energies from {parsed.label}, standing in for DFT; "
+                                  "not DFT")
+    return meta
+
