@@ -205,7 +205,7 @@ class Trajectory:
                       pbc=self.pbc, masses=self.masses)
         atoms.wrap()
         if self.velocities is not None and not np.isnan(self.velocities[frame]).any():
-            atoms.set_velocities(self.velocities[frame] * units.fs)  # Å/fs → Å/(ASE time)
+            atoms.set_velocities(self.velocities[frame] / units.fs)  # Å/fs → Å/(ASE time)
         return atoms
 
     def summary(self) -> dict[str, Any]:
@@ -230,6 +230,7 @@ class Trajectory:
             "n_frames_with_forces": int(self.frames_with("forces").sum()),
             "n_frames_with_stress": int(self.frames_with("stress").sum()),
             "velocities_source": self.metadata.get("velocities_source"),
+            "n_ionic_steps_in_file": self.metadata.get("n_ionic_steps"),
             "variable_cell": bool(np.ptp(self.cells, axis=0).max() > 1e-8) if self.n_frames else False,
             "volume_A3": float(self.volumes_A3.mean()) if self.n_frames else None,
             "source_files": list(self.metadata.get("source_files", [])),

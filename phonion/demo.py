@@ -98,7 +98,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                  unit="step", disable=None) as bar:
         def record():
             writer.append(atoms.get_positions(wrap=False)[None], atoms.get_cell().array[None],
-                          velocities=(atoms.get_velocities() / units.fs)[None],
+                          # ASE velocities are Å per ASE time unit; × units.fs gives Å/fs
+                          velocities=(atoms.get_velocities() * units.fs)[None],
                           forces=atoms.get_forces()[None],
                           energies=np.array([atoms.get_potential_energy()]),
                           stress=atoms.get_stress(voigt=False)[None],
@@ -106,8 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                           steps=np.array([dyn.nsteps]))
             bar.update(1)
 
-        dyn.attach(record, interval=1)
-        record()
+        dyn.attach(record, interval=1)  # ASE calls observers at step 0 too: steps + 1 frames
         dyn.run(cfg.steps)
     os.replace(part, h5)
     wall_s = time.perf_counter() - start

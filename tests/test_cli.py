@@ -41,8 +41,9 @@ def test_inspect_outcar_species_from_potcar_and_nwrite0(capsys):
     assert list(out["species"]) == ["Li", "I", "S", "P"]
     assert out["has_forces"] and out["has_stress"] and out["has_energy"]
     ti = _json(capsys, ["inspect", str(VASP / "ti_aimd_nwrite0_dpdata" / "OUTCAR"), "--json"])
-    assert ti["n_frames_with_forces"] == 2 and ti["n_frames_with_energy"] == 10
-    assert ti["timestep_fs"] == 2.0
+    # NWRITE=0: 10 ionic steps, positions and forces printed only at steps 1 and 10
+    assert ti["n_ionic_steps_in_file"] == 10 and ti["n_frames"] == 2
+    assert ti["n_frames_with_forces"] == 2 and ti["timestep_fs"] == 2.0 and ti["stride"] == 9
 
 
 def test_convert_then_inspect_round_trip(tmp_path, capsys):

@@ -92,3 +92,17 @@ def test_select_frames_multiplies_stride_and_concatenate_continues_unwrapped_pat
                           Trajectory(("Li",) * 4, second, cell, timestep_fs=2.0, stride=5)])
     np.testing.assert_allclose(joined.positions, whole.positions, atol=1e-10)
     np.testing.assert_allclose(np.diff(joined.times_fs), 10.0)
+
+
+def test_to_atoms_converts_velocity_units_once():
+    """Å/fs in the trajectory ↔ ASE's own units: the kinetic energy must agree."""
+    from ase import units
+
+    rng = np.random.default_rng(3)
+    vel = rng.normal(scale=0.01, size=(1, 4, 3))  # Å/fs
+    traj = Trajectory(("Li", "O", "Ga", "Se"), rng.random((1, 4, 3)), np.eye(3) * 6, velocities=vel)
+    atoms = traj.to_atoms(0)
+    ke_amu_A2_fs2 = 0.5 * (traj.masses[:, None] * vel[0] ** 2).sum()
+    ke_eV = ke_amu_A2_fs2 * units._amu * 1e10 / units._e
+    assert atoms.get_kinetic_energy() == pytest.approx(ke_eV, rel=1e-10)
+    np.testing.assert_allclose(atoms.get_velocities() * units.fs, vel[0], rtol=1e-12)
