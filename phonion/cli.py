@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_sites)
 
+    from md.transport_cli import add_transport_parsers
     from mdma.phonon_cli import add_phonon_parsers
     from phonion.demo import add_demo_parser
 
+    add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)
     add_demo_parser(sub, _Formatter)
     return parser
