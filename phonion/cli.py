@@ -102,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_sites)
 
+    from md.md_cli import add_md_parsers
     from md.transport_cli import add_transport_parsers
     from mdma.phonon_cli import add_phonon_parsers
     from phonion.demo import add_demo_parser
 
+    add_md_parsers(sub, _Formatter)
     add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)
     add_demo_parser(sub, _Formatter)
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
         try:
             return int(args.func(args) or 0)
         except (TrajectoryError, CalculatorSpecError, FileExistsError, FileNotFoundError,
-                ValueError) as exc:
+                ValueError, RuntimeError) as exc:  # RuntimeError: MD guards (md.guards.MDGuardError)
             print(f"phonion {args.command}: error: {exc}", file=sys.stderr)
             return 2
 
