@@ -9,7 +9,6 @@ same reader every analysis uses.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ def add_demo_parser(sub, formatter) -> None:
         description="Short real job on the bundled LiGa(SeO3)2 cell (Materials Project, CC BY 4.0): "
                     "O-site classes, a short surrogate-reference MD (CHGNet by default) streamed to "
                     "H5MD, read back with the trajectory reader. Outputs in OUT: sites.json, "
-                    "reference_<T>K.h5, summary.json.",
+                    "reference_<T>K/ (H5MD trajectory, run.json, run.log), summary.json.",
         epilog="example:\n  phonion demo -o demo-out --steps 40 --temperature-K 600")
     defaults = DemoConfig()
     p.add_argument("-o", "--output", default=defaults.output, metavar="OUT")
@@ -59,71 +58,40 @@ def _print(summary: dict) -> int:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo job; returns the summary that is also written to OUT/summary.json."""
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-    from tqdm import tqdm
-
+    from md.driver import MDConfig, run_md
     from md.io import read_trajectory
-    from md.io.h5md import H5MDWriter
     from mdma.sites import classify_oxygens
-    from mlip.calculators import calculator_metadata, resolve_calculator
     from phonion.structures import load_structure
 
     if cfg.steps < 3 or cfg.temperature_K <= 0 or cfg.timestep_fs <= 0:
         raise ValueError("demo needs steps ≥ 3, temperature_K > 0 and timestep_fs > 0")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    atoms = load_structure(cfg.structure)
 
-    classes = classify_oxygens(atoms)
+    classes = classify_oxygens(load_structure(cfg.structure))
     (out / "sites.json").write_text(json.dumps(classes.to_dict(), indent=2))
 
-    atoms.calc = resolve_calculator(cfg.calculator)
-    rng = np.random.default_rng(cfg.seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=cfg.temperature_K, rng=rng)
-    Stationary(atoms)
-    dyn = Langevin(atoms, timestep=cfg.timestep_fs * units.fs, temperature_K=cfg.temperature_K,
-                   friction=cfg.friction_per_fs / units.fs, rng=rng)
-
-    h5 = out / f"reference_{cfg.temperature_K:g}K.h5"
-    part = h5.with_name(h5.name + ".part")
-    meta = {**calculator_metadata(cfg.calculator, surrogate_reference=True),
-            "ensemble": "nvt-langevin", "temperature_K_setting": cfg.temperature_K,
-            "seed": cfg.seed, "structure": cfg.structure, "source_files": [str(h5)]}
+    md_cfg = MDConfig(structure=cfg.structure, calculator=cfg.calculator,
+                      temperature_K=cfg.temperature_K, steps=cfg.steps, timestep_fs=cfg.timestep_fs,
+                      ensemble="nvt-langevin", friction_per_fs=cfg.friction_per_fs, sample_every=1,
+                      seed=cfg.seed, checkpoint_every=cfg.steps, surrogate_reference=True,
+                      output=str(out / f"reference_{cfg.temperature_K:g}K"))
     start = time.perf_counter()
-    with H5MDWriter(part, atoms.get_chemical_symbols(), atoms.get_masses(),
-                    timestep_fs=cfg.timestep_fs, stride=1, metadata=meta) as writer, \
-            tqdm(total=cfg.steps + 1, desc=f"surrogate-reference MD {cfg.temperature_K:g} K",
-                 unit="step", disable=None) as bar:
-        def record():
-            writer.append(atoms.get_positions(wrap=False)[None], atoms.get_cell().array[None],
-                          # ASE velocities are Å per ASE time unit; × units.fs gives Å/fs
-                          velocities=(atoms.get_velocities() * units.fs)[None],
-                          forces=atoms.get_forces()[None],
-                          energies=np.array([atoms.get_potential_energy()]),
-                          stress=atoms.get_stress(voigt=False)[None],
-                          temperatures_K=np.array([atoms.get_temperature()]),
-                          steps=np.array([dyn.nsteps]))
-            bar.update(1)
-
-        dyn.attach(record, interval=1)  # ASE calls observers at step 0 too: steps + 1 frames
-        dyn.run(cfg.steps)
-    os.replace(part, h5)
+    run = run_md(md_cfg, resume=True)  # a killed demo continues; a finished one is not re-run
     wall_s = time.perf_counter() - start
 
-    traj = read_trajectory(h5)
+    traj = read_trajectory(run.trajectory)
     prod = traj.temperatures_K[traj.n_frames // 2:]
     summary = {
         "config": asdict(cfg),
         "sites": {k: len(v) for k, v in classes.to_dict().items() if k in ("O_e", "O_c", "O_n")},
         "framework": list(classes.framework),
+        "trajectory_file": str(run.trajectory),
         "trajectory": traj.summary(),
         "temperature_K_mean_second_half": float(prod.mean()),
         "temperature_K_std_second_half": float(prod.std()),
         "max_force_eV_A": float(np.abs(traj.forces).max()),
         "md_wall_s": wall_s,
-        "ms_per_step": 1e3 * wall_s / (cfg.steps + 1),
         "note": (f"{cfg.steps} steps ({cfg.steps * cfg.timestep_fs / 1000:g} ps) are far too short "
                  "for any converged transport number; this run checks the chain, not the physics. "
                  "All forces are surrogate reference (not DFT)."),
