@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from md.io import read_trajectory  # noqa: E402
 from mdma.harmonic import langevin_to_h5md  # noqa: E402
-from mdma.mdma_cli import run_mdma_command, run_pfc_command  # noqa: E402
+from mdma.mdma_cli import run_mdma_command  # noqa: E402
+from mdma.pfc_cli import run_pfc_command  # noqa: E402
 from mdma.modes import mode_classes, modes_for_supercell  # noqa: E402
 from mdma.phonon_cli import run_phonons  # noqa: E402
 from mdma.phonon_io import load_phonons  # noqa: E402

@@ -250,7 +250,7 @@ def test_pfc_directions_from_hops_in_a_trajectory(springs, tmp_path):
     pos[150:, li0] += hop
     write_h5md(tmp_path / "hop.h5", Trajectory(atoms.get_chemical_symbols(), pos, np.array(atoms.cell.array)))
     args = parser().parse_args(["pfc", "--phonons", str(d), "--trajectory", str(tmp_path / "hop.h5")])
-    from mdma.mdma_cli import run_pfc_command
+    from mdma.pfc_cli import run_pfc_command
 
     r = run_pfc_command(d, trajectory=[tmp_path / "hop.h5"])
     exp = _expected(atoms, classes, {li0: (hop / np.linalg.norm(hop))[None]})
