@@ -105,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     from md.md_cli import add_md_parsers
     from md.transport_cli import add_transport_parsers
     from mdma.mdma_cli import add_mdma_parsers
+    from mlip.mlip_cli import add_mlip_parsers
     from mdma.phonon_cli import add_phonon_parsers
     from phonion.demo import add_demo_parser
 
+    add_mlip_parsers(sub, _Formatter)
     add_md_parsers(sub, _Formatter)
     add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)

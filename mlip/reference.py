@@ -1,0 +1,133 @@
+"""Surrogate reference data when no DFT is at hand: MD with a reference calculator, one H5MD per T.
+
+``phonion reference STRUCTURE --calculator chgnet --temperatures-K 600 900 --steps 2000
+--timestep-fs 2 -o DIR`` runs ``md.driver.run_md`` once per temperature (``MDConfig`` with
+``surrogate_reference=True``) into ``DIR/<T>K/`` and writes ``DIR/reference.json`` listing the
+files. Each ``DIR/<T>K/traj.h5`` holds positions, velocities, forces, potential energies, stress
+(when the calculator gives it) and temperatures of the production frames, and its metadata says
+``reference_kind: "surrogate reference"`` and which calculator made it: such data stand in for
+DFT and are never labelled DFT.
+
+The MD itself (integrators, seeds, checkpoints, kill-safe resume) is ``md.driver``'s: rerunning
+the same command continues unfinished temperatures and skips finished ones. Temperature k uses
+seed ``seed + k`` so the runs are independent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Settings of a surrogate-reference data set (units in the names)."""
+
+    structure: str = "LiGa_SeO3_2"
+    calculator: str = "chgnet"
+    temperatures_K: tuple[float, ...] = (600.0,)
+    steps: int = 1000
+    timestep_fs: float = 2.0
+    equilibration_steps: int = 0
+    sample_every: int = 5
+    ensemble: str = "nvt-bussi"
+    supercell: tuple[int, int, int] = (1, 1, 1)
+    seed: int = 0
+    output: str = "reference"
+
+    def __post_init__(self):
+        object.__setattr__(self, "temperatures_K", tuple(float(t) for t in self.temperatures_K))
+        object.__setattr__(self, "supercell", tuple(int(n) for n in self.supercell))
+        if not self.temperatures_K:
+            raise ValueError("reference: give at least one temperature (--temperatures-K)")
+
+    def md_config(self, k: int):
+        """The ``MDConfig`` of the k-th temperature."""
+        from md.driver import MDConfig
+
+        temp = self.temperatures_K[k]
+        checkpoint = max(self.sample_every, (self.steps // 10) // self.sample_every * self.sample_every)
+        return MDConfig(structure=self.structure, calculator=self.calculator, temperature_K=temp,
+                        steps=self.steps, timestep_fs=self.timestep_fs,
+                        equilibration_steps=self.equilibration_steps, ensemble=self.ensemble,
+                        sample_every=self.sample_every, seed=self.seed + k, supercell=self.supercell,
+                        checkpoint_every=checkpoint, surrogate_reference=True,
+                        output=str(Path(self.output) / f"{temp:g}K"))
+
+
+def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = True) -> dict:
+    """Run the MD of every temperature (resuming unfinished ones); returns ``reference.json``'s content.
+
+    Parameters
+    ----------
+    cfg : ReferenceConfig
+    calculator : ASE calculator to use instead of building ``cfg.calculator`` once (the SPEC still
+        labels the data)
+    progress : tqdm progress bars
+    """
+    from md.driver import run_md
+    from mlip.calculators import parse_spec, resolve_calculator
+
+    if calculator is None:
+        spec = parse_spec(cfg.calculator)
+        calculator = resolve_calculator(spec, device="cpu" if spec.kind == "emt" else None)
+    runs = []
+    for k, temp in enumerate(cfg.temperatures_K):
+        result = run_md(cfg.md_config(k), calculator=calculator, resume=True, progress=progress)
+        runs.append({"temperature_K": temp, "file": str(result.trajectory), "status": result.status,
+                     "n_frames": result.n_frames, "mean_temperature_K": result.mean_temperature_K,
+                     "std_temperature_K": result.std_temperature_K, "wall_s": result.wall_s})
+    summary = {"reference_kind": "surrogate reference", "calculator": cfg.calculator,
+               "structure": cfg.structure, "supercell": list(cfg.supercell), "timestep_fs": cfg.timestep_fs,
+               "sample_every": cfg.sample_every, "frame_interval_fs": cfg.timestep_fs * cfg.sample_every,
+               "ensemble": cfg.ensemble, "runs": runs,
+               "note": f"energies, forces and stress from {cfg.calculator} standing in for DFT; not DFT"}
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reference.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def add_reference_parser(sub, formatter) -> None:
+    d = ReferenceConfig()
+    p = sub.add_parser(
+        "reference", formatter_class=formatter,
+        help="surrogate reference MD (a calculator standing in for DFT), one H5MD per temperature",
+        description="Run MD with a reference calculator (default CHGNet, offline) at each temperature via "
+                    "the phonion MD driver; write DIR/<T>K/traj.h5 (energies, forces, stress, velocities) "
+                    "labelled 'surrogate reference' and DIR/reference.json. Rerunning continues unfinished "
+                    "runs.",
+        epilog="example:\n  phonion reference LiGa_SeO3_2 --calculator chgnet --temperatures-K 600 900 1200 "
+               "--steps 2000 --timestep-fs 2 -o reference")
+    p.add_argument("structure", metavar="STRUCTURE", help="structure file or bundled name (LiGa_SeO3_2)")
+    p.add_argument("--calculator", default=d.calculator, metavar="SPEC")
+    p.add_argument("--temperatures-K", type=float, nargs="+", required=True, metavar="T")
+    p.add_argument("--steps", type=int, default=d.steps, help="production steps per temperature")
+    p.add_argument("--timestep-fs", type=float, default=d.timestep_fs)
+    p.add_argument("--equilibration-steps", type=int, default=d.equilibration_steps)
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between saved frames")
+    p.add_argument("--ensemble", default=d.ensemble, choices=["nvt-bussi", "nvt-nhc", "nvt-langevin", "nve"])
+    p.add_argument("--supercell", type=int, nargs=3, default=list(d.supercell), metavar=("A", "B", "C"))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reference)
+
+
+def cmd_reference(args) -> int:
+    cfg = ReferenceConfig(structure=args.structure, calculator=args.calculator,
+                          temperatures_K=tuple(args.temperatures_K), steps=args.steps,
+                          timestep_fs=args.timestep_fs, equilibration_steps=args.equilibration_steps,
+                          sample_every=args.sample_every, ensemble=args.ensemble,
+                          supercell=tuple(args.supercell), seed=args.seed, output=args.output)
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
+        summary = run_reference(cfg, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+__all__ = ["ReferenceConfig", "run_reference", "add_reference_parser"]
