@@ -165,6 +165,11 @@ def build_model(cfg: ModelConfig, dataset, stats_loader, *, foundation=None, los
     else:
         args.r_max = float(foundation.r_max)
     model, output_args = configure_model(args, stats_loader, atomic_energies, foundation, ["Default"], z_table)
+    # mace's load_foundations_elements copies every foundation buffer of matching shape, the E0s
+    # included when data and foundation have as many elements: put the chosen E0s back
+    with torch.no_grad():
+        buf = model.atomic_energies_fn.atomic_energies
+        buf.copy_(torch.as_tensor(atomic_energies, dtype=buf.dtype).reshape(buf.shape))
     model = model.to(torch.get_default_dtype())
     info = {
         "type": type(model).__name__, "config_type": cfg.type,
