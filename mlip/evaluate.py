@@ -22,8 +22,6 @@ key                             meaning
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,50 +214,3 @@ def write_splits(dataset, directory) -> list[Path]:
             ase.io.write(path, out, format="extxyz")
             written.append(path)
     return written
-
-
-def add_evaluate_parser(sub, formatter) -> None:
-    p = sub.add_parser(
-        "evaluate", formatter_class=formatter, help="errors of a trained MACE model on trajectories",
-        description="Predict every frame with energy and forces of the given trajectories (each file one "
-                    "run) with mace's MACECalculator and report energy MAE (meV/atom), force RMSE/MAE "
-                    "(meV/Å), stress RMSE (GPa), per-element force RMSE, per temperature too.",
-        epilog="example:\n  phonion evaluate --model run/model.model run/splits/test_*.extxyz --json")
-    p.add_argument("files", nargs="+", metavar="TRAJ")
-    p.add_argument("--model", required=True, metavar="M", help="MACE .model file")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--every", type=int, default=1, help="evaluate every N-th frame")
-    p.add_argument("--timestep-fs", type=float, default=None)
-    p.add_argument("--format", dest="fmt", default=None)
-    p.add_argument("--skip-incomplete", action="store_true", help="skip frames without energy or forces")
-    p.add_argument("--plots", default=None, metavar="PREFIX", help="write PREFIX_energy.png, PREFIX_forces.png")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_evaluate)
-
-
-def cmd_evaluate(args) -> int:
-    import contextlib
-
-    import torch
-
-    before = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
-            frames = frames_from_files(args.files, fmt=args.fmt, timestep_fs=args.timestep_fs, every=args.every,
-                                       skip_incomplete=args.skip_incomplete)
-            metrics, pred = evaluate_model(args.model, frames, device=args.device, dtype=args.dtype)
-            metrics["model"], metrics["files"] = str(args.model), [str(f) for f in args.files]
-            if args.plots:
-                metrics["plots"] = [str(p) for p in plot_parity(pred, args.plots)]
-    finally:
-        torch.set_num_threads(before)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        for key, value in metrics.items():
-            print(f"{key:>30}: {value}")
-    return 0

@@ -89,45 +89,4 @@ def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = Tru
     return summary
 
 
-def add_reference_parser(sub, formatter) -> None:
-    d = ReferenceConfig()
-    p = sub.add_parser(
-        "reference", formatter_class=formatter,
-        help="surrogate reference MD (a calculator standing in for DFT), one H5MD per temperature",
-        description="Run MD with a reference calculator (default CHGNet, offline) at each temperature via "
-                    "the phonion MD driver; write DIR/<T>K/traj.h5 (energies, forces, stress, velocities) "
-                    "labelled 'surrogate reference' and DIR/reference.json. Rerunning continues unfinished "
-                    "runs.",
-        epilog="example:\n  phonion reference LiGa_SeO3_2 --calculator chgnet --temperatures-K 600 900 1200 "
-               "--steps 2000 --timestep-fs 2 -o reference")
-    p.add_argument("structure", metavar="STRUCTURE", help="structure file or bundled name (LiGa_SeO3_2)")
-    p.add_argument("--calculator", default=d.calculator, metavar="SPEC")
-    p.add_argument("--temperatures-K", type=float, nargs="+", required=True, metavar="T")
-    p.add_argument("--steps", type=int, default=d.steps, help="production steps per temperature")
-    p.add_argument("--timestep-fs", type=float, default=d.timestep_fs)
-    p.add_argument("--equilibration-steps", type=int, default=d.equilibration_steps)
-    p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between saved frames")
-    p.add_argument("--ensemble", default=d.ensemble, choices=["nvt-bussi", "nvt-nhc", "nvt-langevin", "nve"])
-    p.add_argument("--supercell", type=int, nargs=3, default=list(d.supercell), metavar=("A", "B", "C"))
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_reference)
-
-
-def cmd_reference(args) -> int:
-    cfg = ReferenceConfig(structure=args.structure, calculator=args.calculator,
-                          temperatures_K=tuple(args.temperatures_K), steps=args.steps,
-                          timestep_fs=args.timestep_fs, equilibration_steps=args.equilibration_steps,
-                          sample_every=args.sample_every, ensemble=args.ensemble,
-                          supercell=tuple(args.supercell), seed=args.seed, output=args.output)
-    import contextlib
-    import sys
-
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
-        summary = run_reference(cfg, progress=not args.no_progress)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-__all__ = ["ReferenceConfig", "run_reference", "add_reference_parser"]
+__all__ = ["ReferenceConfig", "run_reference"]

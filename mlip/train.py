@@ -401,35 +401,3 @@ def _run(cfg: TrainConfig) -> dict:
 
         wandb.finish()
     return metrics
-
-
-def add_train_parser(sub, formatter) -> None:
-    p = sub.add_parser(
-        "train", formatter_class=formatter, help="train or fine-tune a MACE potential (Lightning)",
-        description="Train a MACE potential on trajectory frames (time-block splits per run), or fine-tune "
-                    "a foundation model (model.foundation=path). Resumes from OUTPUT/checkpoints/last.ckpt. "
-                    "Writes OUTPUT/model.model (EMA weights, loadable by MACECalculator), metrics.json, "
-                    "parity plots, checkpoints/, logs/ (CSV, offline wandb).",
-        epilog="examples:\n  phonion train --config configs/train.yaml\n"
-               "  phonion train --config configs/train.yaml model.num_channels=32 trainer.max_epochs=5\n"
-               "  phonion train --config configs/train_tiny.yaml output=tiny-run wandb.mode=disabled")
-    p.add_argument("--config", default=None, help="YAML with sections data, model, loss, optim, trainer, wandb, export")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=5")
-    p.add_argument("--json", action="store_true", help="print metrics.json at the end")
-    p.set_defaults(func=cmd_train)
-
-
-def cmd_train(args) -> int:
-    import contextlib
-    import sys
-
-    cfg = load_config(args.config, args.overrides)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
-        metrics = run(cfg)
-    if args.json:
-        print(json.dumps(metrics, indent=2, default=str))
-    else:
-        test = metrics.get("test") or metrics.get("val") or {}
-        print(f"model: {metrics.get('model_file')}; force RMSE {test.get('force_rmse_meV_A', float('nan')):.1f} "
-              f"meV/Å, energy MAE {test.get('energy_mae_meV_atom', float('nan')):.2f} meV/atom")
-    return 0

@@ -54,6 +54,7 @@ def train(args) -> dict:
     overrides = [f"output={out / 'mace'}", f"data.files={json.dumps(files)}",
                  f"model.num_channels={args.channels}", f"model.max_L={args.max_L}",
                  f"model.r_max={args.r_max}", f"model.correlation={args.correlation}",
+                 f"model.max_ell={args.max_ell}", f"dtype={args.dtype}",
                  f"trainer.max_epochs={args.epochs}", f"trainer.batch_size={args.batch_size}",
                  f"trainer.accelerator={args.accelerator}", f"trainer.progress_bar={not args.no_progress}",
                  f"optim.lr={args.lr}", f"optim.scheduler={args.scheduler}", "trainer.patience=0",
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-L", type=int, default=1)
     p.add_argument("--r-max", type=float, default=5.0)
     p.add_argument("--correlation", type=int, default=3)
+    p.add_argument("--max-ell", type=int, default=3)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=0.01)

@@ -179,6 +179,11 @@ def test_fine_tuning_beats_scratch_on_small_data(emt_files, tmp_path):
     print("foundation", found["test"]["force_rmse_meV_A"], "fine-tuned", tuned["test"]["force_rmse_meV_A"],
           "scratch", scratch["test"]["force_rmse_meV_A"])
     assert tuned["model"]["foundation"] and tuned["model"]["e0s_source"].startswith("estimated")
+    import torch
+
+    model = torch.load(tmp_path / "tuned" / "model.model", weights_only=False)  # the estimated E0s are kept
+    e0 = dict(zip(model.atomic_numbers.tolist(), model.atomic_energies_fn.atomic_energies.reshape(-1).tolist()))
+    assert e0 == pytest.approx({13: tuned["model"]["e0s_eV"]["Al"], 29: tuned["model"]["e0s_eV"]["Cu"]})
     assert tuned["test"]["force_rmse_meV_A"] < scratch["test"]["force_rmse_meV_A"]
     assert tuned["test"]["energy_mae_meV_atom"] < scratch["test"]["energy_mae_meV_atom"]
 
