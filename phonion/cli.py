@@ -107,14 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     from mdma.mdma_cli import add_mdma_parsers
     from mlip.mlip_cli import add_mlip_parsers
     from mdma.phonon_cli import add_phonon_parsers
+    from mdma.compare_cli import add_compare_parser
     from phonion.demo import add_demo_parser
+    from phonion.series import add_series_parser
 
     add_mlip_parsers(sub, _Formatter)
     add_md_parsers(sub, _Formatter)
     add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)
     add_mdma_parsers(sub, _Formatter)
+    add_compare_parser(sub, _Formatter)
     add_demo_parser(sub, _Formatter)
+    add_series_parser(sub, _Formatter)
     return parser
 
 

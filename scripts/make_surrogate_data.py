@@ -51,14 +51,14 @@ def train(args) -> dict:
     files = sorted(str(p) for p in (out / "reference").glob("*K/traj.h5"))
     if not files:
         raise SystemExit(f"no reference data under {out / 'reference'}: run --stage data first")
-    overrides = [f"output={out / 'mace'}", f"data.files={json.dumps(files)}",
+    overrides = [f"output={out / args.run_name}", f"data.files={json.dumps(files)}",
                  f"model.num_channels={args.channels}", f"model.max_L={args.max_L}",
                  f"model.r_max={args.r_max}", f"model.correlation={args.correlation}",
                  f"model.max_ell={args.max_ell}", f"dtype={args.dtype}",
                  f"trainer.max_epochs={args.epochs}", f"trainer.batch_size={args.batch_size}",
                  f"trainer.accelerator={args.accelerator}", f"trainer.progress_bar={not args.no_progress}",
                  f"optim.lr={args.lr}", f"optim.scheduler={args.scheduler}", "trainer.patience=0",
-                 f"data.gap_frames={args.gap_frames}", "wandb.mode=offline"]
+                 f"data.gap_frames={args.gap_frames}", "wandb.mode=offline"] + ([f"trainer.num_threads={args.threads}"] if args.threads else [])
     cfg = load_config(ROOT / "configs" / "train.yaml", overrides)
     metrics = run(cfg)
     test = metrics["test"]
@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--scheduler", default="plateau")
     p.add_argument("--gap-frames", type=int, default=5)
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--run-name", default="mace", help="training output OUT/RUN_NAME (resumes if present)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--results", default=str(ROOT / "scripts" / "results" / "surrogate_train.json"))
     args = p.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2))
     if args.stage in ("train", "all"):
-        results["train"] = {**train(args), "settings": {k: v for k, v in vars(args).items()
+        results[f"train_{args.run_name}"] = {**train(args), "settings": {k: v for k, v in vars(args).items()
                                                         if k not in ("results", "no_progress")}}
         results_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
