@@ -94,6 +94,8 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
         metrics = run(cfg)
+    if not metrics:  # a non-zero DDP rank: rank 0 exports, evaluates and reports
+        return 0
     if args.json:
         print(json.dumps(metrics, indent=2, default=str))
     else:

@@ -390,7 +390,7 @@ def _run(cfg: TrainConfig) -> dict:
         "best_val_loss": None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score),
         "fit_wall_s": fit_s, "total_wall_s": time.perf_counter() - t0,
         "device": str(module.device), "torch_threads": torch.get_num_threads(), "dtype": cfg.dtype,
-        "loss": name}
+        "loss": name, "world_size": int(trainer.world_size), "strategy": type(trainer.strategy).__name__}
     if cfg.export.lammps:
         metrics["training"].update(export_lammps(model_path))
     metrics["model"], metrics["data"] = model_info, dataset.summary()

@@ -169,6 +169,24 @@ def test_sigkill_then_rerun_resumes(emt_files, tmp_path):
 
 
 @pytest.mark.slow
+def test_ddp_on_two_cpu_processes(emt_files, tmp_path):
+    """Lightning DDP (gloo, 2 CPU processes): each rank sees half the batches; one report, one model."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "mlip.mlip_cli", "train", *TINY, f"output={out}", f"data.files={json.dumps(emt_files)}",
+           "trainer.max_epochs=2", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+           "trainer.drop_last=false", "wandb.mode=disabled", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads(done.stdout)  # exactly one JSON document: only rank 0 prints
+    assert metrics["training"]["world_size"] == 2 and metrics["training"]["strategy"] == "DDPStrategy"
+    n_train, batch = metrics["data"]["n_frames"]["train"], 8
+    per_rank = -(-n_train // 2)  # DistributedSampler pads to equal shards
+    assert metrics["training"]["global_steps"] == 2 * -(-per_rank // batch)
+    assert (out / "model.model").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_fine_tuning_beats_scratch_on_small_data(emt_files, tmp_path):
     """Foundation: the two EMT Cu24Al8 runs; fine-tune on 8 frames of Cu16Al16 at 700 K.
 
