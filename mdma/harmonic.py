@@ -142,7 +142,7 @@ def langevin_to_h5md(atoms: Atoms, calculator, path, temperature_K: float, times
             buf["positions"].append(atoms.get_positions())
             buf["cells"].append(np.array(atoms.cell.array))
             buf["velocities"].append(atoms.get_velocities() * units.fs)  # Å/(ASE time) → Å/fs
-            buf["forces"].append(atoms.get_forces())
+            buf["forces"].append(atoms.get_forces(apply_constraint=False))  # as md.driver: fixed atoms keep theirs
             buf["energies"].append(atoms.get_potential_energy())
             buf["temperatures_K"].append(atoms.get_temperature())
             buf["steps"].append(state["step"])

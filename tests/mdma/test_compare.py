@@ -1,0 +1,268 @@
+"""``phonion compare`` (issue 7): contracts and physics on small real runs.
+
+Data: short Langevin runs of the bundled LiGa(SeO3)2 with an exactly harmonic framework and free Li
+(``compare_systems``), at 600 and 900 K plus 900 K runs with O_e and with O_c held fixed, written as H5MD
+with phonion's run metadata (``temperature_K_setting``, ``fix``, ``calculator_spec``, "surrogate reference").
+Known answers: each free Li diffuses with D = k_B T / (m γ) (Haven ratio 1, unchanged by freezing any O);
+the phonons that compare computes by finite displacements are the force constants that drove the MD; the
+"model" used for the parity is the calculator that made the frames (errors zero); the MDMA sum rule holds
+to round-off.
+"""
+
+import io
+import json
+import math
+import re
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from compare_systems import SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, structure, \
+    write_extxyz_copy
+from mdma.compare import CompareConfig, CompareError, run_compare
+from mdma.compare_analyses import first_peak, partial_rdf
+
+FIELDS = ("value", "uncertainty", "unit", "side", "source", "converged", "note")
+SECTIONS = {"parity", "rdf", "vdos", "diffusion", "phonons", "mdma", "pfc", "fixed"}
+STEPS = 2000  # 4 ps at 2 fs, frames every 10 fs: 401 frames
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for t in (600, 900):
+        make_run(root, t, n_steps=STEPS)
+    make_run(root, 900, fix="O_e", n_steps=STEPS, seed=1)
+    make_run(root, 900, fix="O_c", n_steps=STEPS, seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def same(runs, tmp_path_factory):
+    """reference = the runs, mlip = an identical copy of them in another directory."""
+    copy = tmp_path_factory.mktemp("copy") / "runs"
+    shutil.copytree(runs, copy)
+    out = tmp_path_factory.mktemp("same")
+    result = run_compare(CompareConfig(reference=str(runs), mlip=str(copy), output=str(out), model=SPEC),
+                         progress=False)
+    return out, result
+
+
+def test_identical_inputs_give_identical_numbers_and_zero_differences(same):
+    out, r = same
+    ref, mlip = r["reference"]["numbers"], r["mlip"]["numbers"]
+    parity = {k for k in mlip if k.startswith("parity_")}
+    assert parity and set(ref) == set(mlip) - parity  # parity (model on the reference frames) is the MLIP's
+    assert len(ref) > 40
+    for key, a in ref.items():
+        b = mlip[key]
+        assert (a["value"], a["uncertainty"], a["unit"], a["converged"]) == \
+               (b["value"], b["uncertainty"], b["unit"], b["converged"]), key
+    diffs = r["differences"]
+    assert set(diffs) == {k for k, n in ref.items() if n["value"] is not None}
+    assert all(d["value"] == 0.0 for d in diffs.values())
+    assert json.loads((out / "numbers.json").read_text()) == r
+    assert "shared" in r["mlip"]["phonons"]["cached"]  # one phonon computation for both sides
+
+
+def test_numbers_json_contract(same):
+    _, r = same
+    assert r["phonion_version"] and isinstance(r["warnings"], list)
+    assert r["velocities"]["policy"] == "file"
+    assert r["headline_temperature_K"] == {"reference": 900.0, "mlip": 900.0}
+    for side in ("reference", "mlip"):
+        s = r[side]
+        assert s["label"] and s["runs"]
+        assert sorted((run["temperature_K"], run["fix"]) for run in s["runs"]) == \
+               [(600.0, "none"), (900.0, "O_c"), (900.0, "O_e"), (900.0, "none")]
+        assert all(run["temperature_source"] == "metadata temperature_K_setting" for run in s["runs"])
+        for key, n in s["numbers"].items():
+            assert set(FIELDS) <= set(n), key
+            assert n["side"] == side and n["source"] and isinstance(n["converged"], bool), key
+            assert n["value"] is None or isinstance(n["value"], (int, float)), key
+            assert n["uncertainty"] is None or n["uncertainty"] >= 0, key
+            if not n["converged"]:
+                assert n["note"], key  # says why
+    keys = ("E_a_meV", "D0_cm2_s", "D_300K_cm2_s", "sigma_300K_mS_cm", "haven_ratio_600K", "haven_ratio_900K",
+            "D_tracer_900K_cm2_s", "D_sigma_900K_cm2_s", "mdma_D_sigma_cm2_s", "mdma_harmonic_share",
+            "mdma_anharmonic_share", "mdma_O_e_share", "mdma_O_c_share", "mdma_O_n_share",
+            "mdma_O_e_mode_mean_frequency_THz", "mdma_sum_rule_residual", "mdma_temperature_K",
+            "pfc_Li_O_e_mpfc_eV_A2", "pfc_Li_O_c_mpfc_eV_A2", "delta_pfc_eV_A2", "D_fixed_O_e_900K_cm2_s",
+            "D_fixed_O_c_900K_cm2_s", "rdf_first_peak_Ga_O_A", "vdos_mean_frequency_O_e_THz",
+            "phonon_lowest_optical_frequency_THz", "phonon_n_imaginary_modes")
+    assert not [k for k in keys if k not in r["reference"]["numbers"]]
+    assert {"parity_force_rmse_meV_A", "parity_energy_mae_meV_atom"} <= set(r["mlip"]["numbers"])
+    d = r["reference"]["numbers"]["D_tracer_600K_cm2_s"]
+    assert d["converged"] or "not converged" in d["note"]
+    h = r["reference"]["numbers"]["mdma_anharmonic_share"]
+    assert h["unit"] == "" and abs(h["value"] + r["reference"]["numbers"]["mdma_harmonic_share"]["value"] - 1) < 1e-12
+
+
+class _Report(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.section, self.images, self.links, self.scripts = None, {}, [], 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.section = a.get("data-section")
+        elif tag == "img":
+            self.images.setdefault(self.section, []).append(a.get("src", ""))
+        elif tag == "script":
+            self.scripts += 1
+        for k in ("src", "href"):
+            if a.get(k):
+                self.links.append(a[k])
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.section = None
+
+
+def test_report_is_self_contained_with_every_figure(same):
+    import matplotlib.image
+
+    out, r = same
+    text = (out / "report.html").read_text(encoding="utf-8")
+    p = _Report()
+    p.feed(text)
+    assert p.scripts == 0 and not re.search(r"<script[^>]*src", text)
+    assert not [u for u in p.links if re.match(r"(https?:)?//", u)]
+    assert set(p.images) == SECTIONS  # no image outside a section, one section per analysis
+    n = 0
+    for sec, srcs in p.images.items():
+        assert srcs, sec
+        for src in srcs:
+            assert src.startswith("data:image/png;base64,"), sec
+            img = matplotlib.image.imread(io.BytesIO(__import__("base64").b64decode(src.split(",", 1)[1])),
+                                          format="png")
+            assert img.shape[0] > 50 and img.shape[1] > 50, sec
+            n += 1
+    assert n == len(list((out / "figures").glob("*.png"))) == sum(len(v) for v in r["figures"].values())
+    assert "too short to be converged" in text.lower()
+
+
+def test_surrogate_reference_is_labelled(same):
+    out, r = same
+    assert r["reference"]["label"] == f"surrogate reference ({SPEC})"
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "surrogate reference" in text and "not DFT" in text
+
+
+def test_physics_free_li_in_a_harmonic_framework(same):
+    from mdma.modes import modes_from_force_constants
+
+    _, r = same
+    ref, mlip = r["reference"]["numbers"], r["mlip"]["numbers"]
+    assert ref["mdma_sum_rule_residual"]["value"] < 1e-10
+    for t in (600, 900):  # free Langevin particles: D* = k_B T / (m γ), Haven ratio 1
+        d, expected = ref[f"D_tracer_{t}K_cm2_s"], expected_li_diffusivity_cm2_s(t)
+        assert abs(d["value"] - expected) < 4 * d["uncertainty"] and abs(d["value"] / expected - 1) < 0.4, (t, d)
+        h = ref[f"haven_ratio_{t}K"]
+        assert abs(h["value"] - 1) < 3 * h["uncertainty"] + 0.1, (t, h)
+    for cls in ("O_e", "O_c"):  # Li do not feel the framework: freezing an O class changes nothing
+        q = ref[f"D_fixed_{cls}_900K_over_free"]
+        assert abs(q["value"] - 1) < 3 * q["uncertainty"] + 0.1, (cls, q)
+    # D ∝ T: the apparent activation energy is k_B ln(T2/T1) / (1/T1 − 1/T2) = 62.9 meV
+    ea = ref["E_a_meV"]
+    assert abs(ea["value"] - 1e3 * 8.617333e-5 * math.log(1.5) / (1 / 600 - 1 / 900)) < 4 * ea["uncertainty"]
+    # the parity "model" is the calculator that made the frames (left: the stored frames' precision)
+    assert mlip["parity_force_rmse_meV_A"]["value"] < 0.05 and mlip["parity_energy_mae_meV_atom"]["value"] < 1e-3
+    # the phonons compare computed are the force constants that drove the MD; Li has none
+    calc = free_li_harmonic()
+    exact = modes_from_force_constants(calc.fc, structure().get_masses()).frequencies_THz
+    assert abs(ref["phonon_max_frequency_THz"]["value"] - exact.max()) < 1e-6
+    assert ref["phonon_n_imaginary_modes"]["value"] == 0
+    assert abs(ref["pfc_Li_O_e_mpfc_eV_A2"]["value"]) < 1e-6 and abs(ref["delta_pfc_eV_A2"]["value"]) < 1e-6
+
+
+def test_aimd_like_reference_derives_both_sides_velocities_from_positions(runs, tmp_path):
+    """Reference = the same runs as extxyz without velocities or metadata (like AIMD files): temperatures from
+    the path, velocities of *both* sides from positions, so the same positions give the same numbers."""
+    ref = tmp_path / "aimd"
+    write_extxyz_copy(runs / "T900_seed0_fixnone" / "traj.h5", ref / "900K" / "run.extxyz")
+    r = run_compare(CompareConfig(reference=str(ref), mlip=str(runs), output=str(tmp_path / "out"),
+                                  reference_calculator=SPEC), progress=False)
+    assert r["velocities"]["policy"] == "positions"
+    assert r["reference"]["label"] == "reference (extxyz)"
+    assert all(run["temperature_source"].startswith("path") for run in r["reference"]["runs"])
+    a, b = r["reference"]["numbers"], r["mlip"]["numbers"]
+    assert [run["temperature_K"] for run in r["reference"]["runs"]] == [900.0]
+    for key in ("D_tracer_900K_cm2_s", "D_sigma_900K_cm2_s", "vdos_mean_frequency_Li_THz",
+                "vdos_mean_frequency_O_e_THz", "rdf_first_peak_Se_O_A", "mdma_D_sigma_cm2_s"):
+        assert a[key]["value"] == pytest.approx(b[key]["value"], rel=1e-6), key
+    assert "parity_force_rmse_meV_A" not in b  # no model known: no parity, said so
+    assert any("no force/energy parity" in w for w in r["warnings"])
+
+
+def test_partial_rdf_ideal_gas_and_crystal():
+    rng = np.random.default_rng(0)
+    cell = np.array([[9.0, 0.0, 0.0], [1.5, 8.5, 0.0], [0.7, 1.1, 9.5]])  # triclinic
+    frac = rng.random((60, 120, 3))
+    r, g = partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 3.9, 0.1)
+    for pair, gp in g.items():  # uncorrelated atoms: g = 1, no first peak
+        assert abs(gp[r > 1.5].mean() - 1) < 0.05, pair
+    assert first_peak(r, g["Li-O"], 40 * 80 / abs(np.linalg.det(cell)), 40) is None
+    with pytest.raises(ValueError, match="half the cell width"):
+        partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 4.5)
+    atoms = structure()  # a static crystal: the Ga–O first peak lies among the GaO6 bond lengths
+    sym = np.array(atoms.get_chemical_symbols())
+    r, g = partial_rdf(atoms.positions[None], atoms.cell.array[None], list(sym), 5.0, 0.02)
+    ga, o = np.flatnonzero(sym == "Ga"), np.flatnonzero(sym == "O")
+    bonds = atoms.get_all_distances(mic=True)[np.ix_(ga, o)]
+    bonds = bonds[bonds < 2.5]
+    peak = first_peak(r, g["Ga-O"], len(ga) * len(o) / atoms.get_volume(), len(ga))
+    assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03
+
+
+def test_bad_inputs_give_one_clear_error_naming_the_directory(runs, tmp_path, data_dir):
+    import ase.io
+    from ase.build import bulk
+
+    def compare(reference, mlip=runs):
+        return run_compare(CompareConfig(reference=str(reference), mlip=str(mlip), output=str(tmp_path / "o")),
+                           progress=False)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CompareError, match=re.escape(str(empty)) + ".*no trajectory files"):
+        compare(empty)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a trajectory\n")
+    with pytest.raises(CompareError, match=re.escape(str(junk)) + ".*no trajectory files"):
+        compare(junk)
+    with pytest.raises(CompareError, match="no such file or directory"):
+        compare(tmp_path / "missing")
+    xdatcar = tmp_path / "xdatcar"
+    shutil.copytree(data_dir / "vasp" / "li6ps5i_aimd_xdatcar" / "700K", xdatcar)
+    with pytest.raises(CompareError, match=re.escape(str(xdatcar)) + ".*give it with --timestep-fs"):
+        compare(xdatcar)
+    other = tmp_path / "other"
+    other.mkdir()
+    cu = bulk("Cu", cubic=True).repeat(2)
+    cu.info["timestep_fs"] = 1.0
+    ase.io.write(other / "cu.extxyz", [cu] * 10, format="extxyz")
+    with pytest.raises(CompareError, match=re.escape(str(other)) + ".*not the same material"):
+        compare(other)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(runs / "T600_seed0_fixnone", mixed / "T600")
+    shutil.copy(other / "cu.extxyz", mixed / "cu.extxyz")
+    with pytest.raises(CompareError, match=re.escape(str(mixed)) + ".*different species"):
+        compare(mixed)
+
+
+def test_cli_error_and_help(tmp_path, capsys):
+    from phonion.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", "--reference", str(tmp_path / "empty"), "--mlip", str(tmp_path / "empty"),
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "phonion compare: error:" in err and str(tmp_path / "empty") in err
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "--reference-phonons" in capsys.readouterr().out
