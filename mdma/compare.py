@@ -150,17 +150,19 @@ def _site_groups(unit, md_atoms, traj, mobile, anion, caught, side) -> dict:
     """Species and O-class index groups of the MD cell, classes found on the ideal sites in MD order."""
     from ase import Atoms
 
-    from mdma.compare_modal import SITE_TOLERANCE_A
+    from mdma.compare_modal import SITE_TOLERANCE_A, ideal_sites
     from mdma.modes import map_to_primitive
     from mdma.sites import classify_oxygens
 
     groups = {s: traj.indices_of(s) for s in traj.species_counts}
     try:
-        A = np.asarray(unit.cell.array)
-        f = unit.get_scaled_positions(wrap=False)
-        kappa, lattice, _ = map_to_primitive(A, f, unit.get_chemical_symbols(), md_atoms, SITE_TOLERANCE_A)
-        ideal = Atoms(md_atoms.get_chemical_symbols(), positions=(lattice + f[kappa]) @ A,
-                      cell=md_atoms.cell, pbc=True)
+        ideal = ideal_sites(unit, md_atoms, mobile)
+        if ideal is None:
+            A = np.asarray(unit.cell.array)
+            f = unit.get_scaled_positions(wrap=False)
+            kappa, lattice, _ = map_to_primitive(A, f, unit.get_chemical_symbols(), md_atoms, SITE_TOLERANCE_A)
+            ideal = Atoms(md_atoms.get_chemical_symbols(), positions=(lattice + f[kappa]) @ A,
+                          cell=md_atoms.cell, pbc=True)
         classes = classify_oxygens(ideal, mobile=mobile, anion=anion)
     except ValueError as exc:
         caught.append(f"{side}: no O classes for the VDOS ({exc})")
@@ -171,7 +173,7 @@ def _site_groups(unit, md_atoms, traj, mobile, anion, caught, side) -> dict:
 
 def _analyse_side(side, runs, cfg, ctx) -> dict:
     from mdma.compare_analyses import diffusion_numbers, rdf_numbers, vdos_numbers
-    from mdma.compare_modal import mdma_numbers, pfc_numbers, phonon_dos_numbers, side_phonons
+    from mdma.compare_modal import ideal_sites, mdma_numbers, pfc_numbers, phonon_dos_numbers, side_phonons
 
     clock, caught, out, policy = ctx["clock"], ctx["caught"], ctx["out"], ctx["velocities"]["policy"]
     load = lambda r: load_run(r, timestep_fs=cfg.timestep_fs, velocities=policy)[0]  # noqa: E731
@@ -214,14 +216,17 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         return {"numbers": numbers, "plots": plots, "info": info}
     with clock.stage(f"{side}: phonon DOS"):
         try:
-            n, plots["phonons"] = phonon_dos_numbers(source, md_atoms, side, cfg.mobile, cfg.anion, caught)
+            sites = ideal_sites(unit, md_atoms, cfg.mobile)
+            n, plots["phonons"] = phonon_dos_numbers(source, md_atoms if sites is None else sites, side,
+                                                     cfg.mobile, cfg.anion, caught)
             numbers.update(n)
         except ValueError as exc:
             caught.append(f"{side}: no phonon DOS: {exc}")
     with clock.stage(f"{side}: MDMA"):
         n, plots["mdma"] = mdma_numbers([r for r in runs if not r.fixed], source, out / "mdma" / side, side,
                                         mobile=cfg.mobile, anion=cfg.anion, velocities=policy, headline_K=head_t,
-                                        tau_max_ps=cfg.tau_max_ps, timestep_fs=cfg.timestep_fs, caught=caught)
+                                        tau_max_ps=cfg.tau_max_ps, timestep_fs=cfg.timestep_fs, caught=caught,
+                                        unit=unit)
         numbers.update(n)
     with clock.stage(f"{side}: pFC"):
         try:

@@ -37,7 +37,7 @@ import numpy as np
 
 from mdma.compare_analyses import combine, number, tkey
 
-__all__ = ["supercell_matrix", "side_phonons", "phonon_dos_numbers", "mdma_numbers", "pfc_numbers",
+__all__ = ["supercell_matrix", "ideal_sites", "side_phonons", "phonon_dos_numbers", "mdma_numbers", "pfc_numbers",
            "parity_numbers", "model_spec", "SITE_TOLERANCE_A"]
 
 #: largest distance (Å) of an MD atom (first frame) from its site when mapping onto the phonon cell
@@ -56,6 +56,41 @@ def supercell_matrix(unit, md_atoms) -> np.ndarray:
         raise ValueError(f"the MD cell ({len(md_atoms)} atoms) is not a supercell of the structure "
                          f"({len(unit)} atoms): MD cell @ inv(structure cell) = {np.round(s_t, 3).tolist()}")
     return s
+
+
+def ideal_sites(unit, md_atoms, mobile: str, tolerance_A: float = SITE_TOLERANCE_A):
+    """The MD cell's lattice sites in the MD atom order, or None when that order cannot be vouched for.
+
+    MD made from ``unit`` (``Atoms.repeat``, as phonion's driver does) keeps the order of
+    ``ase.build.make_supercell(unit, S)``. When the symbols agree in that order and the non-mobile atoms of
+    ``md_atoms`` sit near their sites (minimum image, after removing a rigid framework drift: median ≤ tolerance_A,
+    max ≤ 2.5 tolerance_A), atoms
+    are mapped by index. Mobile
+    ions may then be anywhere: after equilibration at high T a Li is often > 1 Å from its site, which a
+    position-based mapping of the first frame would refuse.
+    """
+    from ase.build import make_supercell
+    from ase.geometry import find_mic
+
+    try:
+        ideal = make_supercell(unit, supercell_matrix(unit, md_atoms))
+    except ValueError:
+        return None
+    symbols = np.array(md_atoms.get_chemical_symbols())
+    if ideal.get_chemical_symbols() != symbols.tolist():
+        return None
+    ideal.set_cell(md_atoms.cell, scale_atoms=True)
+    frame = symbols != mobile
+    vec, _ = find_mic(md_atoms.positions - ideal.positions, md_atoms.cell, pbc=True)
+    shift = vec[frame].mean(axis=0) if frame.any() else np.zeros(3)  # the framework may drift as a whole
+    _, dist = find_mic(vec - shift, md_atoms.cell, pbc=True)
+    # A wrong order puts most atoms ≥ 2 Å away (distinct sites of one species are that far apart); thermal
+    # motion leaves the typical atom a few tenths of an Å from its site (O of SeO3 at 1300 K up to ~1.9 Å
+    # with a small MLIP), so judge the median against tolerance_A and allow 2.5x for the farthest atom.
+    if (not frame.any() or float(np.median(dist[frame])) > tolerance_A
+            or float(dist[frame].max()) > 2.5 * tolerance_A):
+        return None
+    return ideal
 
 
 def _key(spec: str, unit, smat, displacement_A: float) -> dict:
@@ -209,7 +244,7 @@ def _too_noisy(name: str, value, err) -> str:
 
 
 def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, velocities: str,
-                 headline_K: float, tau_max_ps=None, timestep_fs=None, caught: list):
+                 headline_K: float, tau_max_ps=None, timestep_fs=None, caught: list, unit=None):
     """MDMA of every non-fixed run; headline numbers at ``headline_K`` (seeds averaged), per-T shares."""
     from mdma.mdma_cli import run_mdma_command
     from mdma.mdma_report import load_mdma, mdma_tables
@@ -224,7 +259,8 @@ def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, v
                 s = run_mdma_command(list(run.files), source, out, species=mobile, anion=anion,
                                      tau_max_ps=tau_max_ps, timestep_fs=timestep_fs,
                                      velocities="positions" if velocities == "positions" else "auto",
-                                     temperature_K=temp, site_tolerance_A=SITE_TOLERANCE_A, plots=False)
+                                     temperature_K=temp, site_tolerance_A=SITE_TOLERANCE_A, plots=False,
+                                     site_unit=unit)
             caught.extend(f"{side} {run.name} MDMA: {x.message}" for x in w)
         except ValueError as exc:
             caught.append(f"{side} {run.name}: no MDMA: {exc}")

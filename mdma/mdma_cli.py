@@ -196,8 +196,13 @@ def _write_modes_csv(path: Path, result, participation, class_weights) -> Path:
 def run_mdma_command(files, phonons, output, *, species="Li", anion="O", framework=None, tau_max_ps=None,
                      n_blocks=4, convention="gordiz", timestep_fs=None, file_stride=None, fmt=None, every=1,
                      velocities="auto", temperature_K=None, bins_THz=None, site_tolerance_A=0.5, n_top=5,
-                     plots=True) -> dict:
-    """The ``mdma`` command as a function: writes the files into ``output`` and returns the JSON dict."""
+                     plots=True, site_unit=None) -> dict:
+    """The ``mdma`` command as a function: writes the files into ``output`` and returns the JSON dict.
+
+    ``site_unit``: the structure the MD cell was built from (``Atoms.repeat``). When given and the atom
+    order checks out (``mdma.compare_modal.ideal_sites``), atoms are mapped onto the phonon cell by index, so
+    mobile ions far from their sites in the first frame do not matter; otherwise by position on frame 0.
+    """
     from ase import Atoms
 
     from md.io import read_trajectory
@@ -221,6 +226,13 @@ def run_mdma_command(files, phonons, output, *, species="Li", anion="O", framewo
 
     # Γ modes of the trajectory's own cell, atoms mapped by position on its first frame
     atoms0 = traj.to_atoms(0)
+    if site_unit is not None:
+        from mdma.compare_modal import ideal_sites
+
+        ideal = ideal_sites(site_unit, atoms0, species)
+        if ideal is not None:
+            atoms0 = ideal
+            notes.append("modes: atoms mapped onto the phonon cell by index (MD cell built from the structure)")
     n_dof = 3 * traj.n_atoms
     streamed = n_dof > MAX_MATRIX_MODES
     try:

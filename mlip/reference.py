@@ -32,6 +32,7 @@ class ReferenceConfig:
     equilibration_steps: int = 0
     sample_every: int = 5
     ensemble: str = "nvt-bussi"
+    thermostat_time_fs: float = 100.0
     supercell: tuple[int, int, int] = (1, 1, 1)
     seed: int = 0
     output: str = "reference"
@@ -51,6 +52,7 @@ class ReferenceConfig:
         return MDConfig(structure=self.structure, calculator=self.calculator, temperature_K=temp,
                         steps=self.steps, timestep_fs=self.timestep_fs,
                         equilibration_steps=self.equilibration_steps, ensemble=self.ensemble,
+                        thermostat_time_fs=self.thermostat_time_fs,
                         sample_every=self.sample_every, seed=self.seed + k, supercell=self.supercell,
                         checkpoint_every=checkpoint, surrogate_reference=True,
                         output=str(Path(self.output) / f"{temp:g}K"))

@@ -1,100 +1,121 @@
-"""``phonion demo``: the first thing a user runs.
+"""``phonion demo``: the first thing a user runs — the whole chain on the bundled LiGa(SeO3)2.
 
-For now (the training, MD-driver and analysis stages land later) it is a short real job on
-the bundled LiGa(SeO3)2 cell: classify the O sites, run a short surrogate-reference MD with
-the reference calculator (CHGNet by default) streamed into H5MD, and read it back through the
-same reader every analysis uses.
+Surrogate-reference MD (CHGNet by default) at a few temperatures → a small MACE trained on it →
+MLIP MD at the same temperatures plus fixed-O_e / fixed-O_c runs → the comparison report
+(diffusion, Arrhenius, Haven, VDOS, phonons, MDMA, pFC, parity). It is :func:`phonion.chain.run_chain`
+with a profile (:mod:`phonion.profiles`): ``quick`` (default, ≤ 15 min on 2 CPU cores), ``full`` (GPU)
+or ``tiny`` (tests). At the end it prints the headline numbers of both sides with their
+uncertainties and ``converged`` flags, says which are too short to be converged, and where the
+report is. Rerun the same command after an interruption: finished stages are skipped.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import numpy as np
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the demo job (units in the names)."""
+    """Settings of ``phonion demo`` (the chain's, on the bundled structure)."""
 
     output: str = "phonion-demo"
+    profile: str = "quick"
     calculator: str = "chgnet"
-    temperature_K: float = 600.0
-    steps: int = 40
-    timestep_fs: float = 2.0
-    friction_per_fs: float = 0.01
-    seed: int = 7
+    device: str | None = None
+    seed: int = 0
     structure: str = "LiGa_SeO3_2"
+    overrides: dict = field(default_factory=dict)
 
 
 def add_demo_parser(sub, formatter) -> None:
+    """The ``phonion demo`` subcommand."""
     p = sub.add_parser(
         "demo", formatter_class=formatter,
-        help="run a short real job on the bundled LiGa(SeO3)2 (start here)",
-        description="Short real job on the bundled LiGa(SeO3)2 cell (Materials Project, CC BY 4.0): "
-                    "O-site classes, a short surrogate-reference MD (CHGNet by default) streamed to "
-                    "H5MD, read back with the trajectory reader. Outputs in OUT: sites.json, "
-                    "reference_<T>K/ (H5MD trajectory, run.json, run.log), summary.json.",
-        epilog="example:\n  phonion demo -o demo-out --steps 40 --temperature-K 600")
-    defaults = DemoConfig()
-    p.add_argument("-o", "--output", default=defaults.output, metavar="OUT")
-    p.add_argument("--calculator", default=defaults.calculator, metavar="SPEC")
-    p.add_argument("--temperature-K", type=float, default=defaults.temperature_K)
-    p.add_argument("--steps", type=int, default=defaults.steps)
-    p.add_argument("--timestep-fs", type=float, default=defaults.timestep_fs)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.set_defaults(func=lambda a: _print(run_demo(DemoConfig(
-        output=a.output, calculator=a.calculator, temperature_K=a.temperature_K, steps=a.steps,
-        timestep_fs=a.timestep_fs, seed=a.seed))))
+        help="the whole chain on the bundled LiGa(SeO3)2 (start here; ~12 min on 2 CPU cores)",
+        description="The whole chain on the bundled LiGa(SeO3)2 cell (Materials Project, CC BY 4.0): "
+                    "surrogate-reference MD with CHGNet at a few temperatures, MACE training, an MLIP MD "
+                    "sweep with fixed-O_e / fixed-O_c runs, then phonons, MDMA, pFC and the reference-vs-MLIP "
+                    "comparison report. Profiles: quick (CPU, ≤ 15 min on 2 cores; numbers NOT "
+                    "converged), full (GPU: 2x1x1 cell, production-sized MACE, 200 ps runs), tiny (tests). "
+                    "Outputs in OUT: sites.json, reference/, train/, mlip_md/, compare/report.html, "
+                    "summary.json. Rerun the same command to continue an interrupted demo.",
+        epilog="examples:\n  phonion demo -o demo-out\n  phonion demo -o demo-gpu --profile full\n"
+               "  phonion demo -o demo-out --set mlip_md.steps=8000 --set train.trainer.max_epochs=20")
+    d = DemoConfig()
+    p.add_argument("-o", "--output", default=d.output, metavar="OUT")
+    p.add_argument("--profile", default=d.profile, choices=("tiny", "quick", "full"))
+    p.add_argument("--calculator", default=d.calculator, metavar="SPEC",
+                   help="reference calculator (stands in for DFT: 'surrogate reference')")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda for the full "
+                                                  "profile when available, else cpu)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile setting (repeatable), e.g. mlip_md.steps=8000; see "
+                        "phonion/profiles.py for the sections and keys")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the text")
+    p.set_defaults(func=_cmd_demo)
 
 
-def _print(summary: dict) -> int:
-    print(json.dumps(summary, indent=2))
+def _cmd_demo(args) -> int:
+    from phonion.profiles import parse_override
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    summary = run_demo(DemoConfig(output=args.output, profile=args.profile, calculator=args.calculator,
+                                  device=args.device, seed=args.seed, overrides=overrides))
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo job; returns the summary that is also written to OUT/summary.json."""
-    from md.driver import MDConfig, run_md
-    from md.io import read_trajectory
-    from mdma.sites import classify_oxygens
-    from phonion.structures import load_structure
+def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
+    """Run (or continue) the demo chain; returns the summary also written to OUT/summary.json."""
+    from phonion.chain import ChainConfig, run_chain
 
-    if cfg.steps < 3 or cfg.temperature_K <= 0 or cfg.timestep_fs <= 0:
-        raise ValueError("demo needs steps ≥ 3, temperature_K > 0 and timestep_fs > 0")
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    return run_chain(ChainConfig(structure=cfg.structure, output=cfg.output, profile=cfg.profile,
+                                 calculator=cfg.calculator, device=cfg.device, seed=cfg.seed,
+                                 overrides=dict(cfg.overrides)), progress=progress)
 
-    classes = classify_oxygens(load_structure(cfg.structure))
-    (out / "sites.json").write_text(json.dumps(classes.to_dict(), indent=2))
 
-    md_cfg = MDConfig(structure=cfg.structure, calculator=cfg.calculator,
-                      temperature_K=cfg.temperature_K, steps=cfg.steps, timestep_fs=cfg.timestep_fs,
-                      ensemble="nvt-langevin", friction_per_fs=cfg.friction_per_fs, sample_every=1,
-                      seed=cfg.seed, checkpoint_every=cfg.steps, surrogate_reference=True,
-                      output=str(out / f"reference_{cfg.temperature_K:g}K"))
-    start = time.perf_counter()
-    run = run_md(md_cfg, resume=True)  # a killed demo continues; a finished one is not re-run
-    wall_s = time.perf_counter() - start
+def _fmt(entry: dict) -> str:
+    value, err = entry.get("value"), entry.get("uncertainty")
+    if value is None:
+        return "n/a"
+    text = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+    if isinstance(err, (int, float)):
+        text += f" ± {err:.2g}"
+    return f"{text} {entry.get('unit') or ''}".rstrip()
 
-    traj = read_trajectory(run.trajectory)
-    prod = traj.temperatures_K[traj.n_frames // 2:]
-    summary = {
-        "config": asdict(cfg),
-        "sites": {k: len(v) for k, v in classes.to_dict().items() if k in ("O_e", "O_c", "O_n")},
-        "framework": list(classes.framework),
-        "trajectory_file": str(run.trajectory),
-        "trajectory": traj.summary(),
-        "temperature_K_mean_second_half": float(prod.mean()),
-        "temperature_K_std_second_half": float(prod.std()),
-        "max_force_eV_A": float(np.abs(traj.forces).max()),
-        "md_wall_s": wall_s,
-        "note": (f"{cfg.steps} steps ({cfg.steps * cfg.timestep_fs / 1000:g} ps) are far too short "
-                 "for any converged transport number; this run checks the chain, not the physics. "
-                 "All forces are surrogate reference (not DFT)."),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+
+def format_summary(summary: dict) -> str:
+    """The demo's closing text: stage times, headline numbers of both sides, what is not converged."""
+    lines = [f"phonion demo: {summary['label']} — profile {summary['profile']} "
+             f"({summary['profile_description']})", "", "stages (wall time):"]
+    for name, st in summary["stages"].items():
+        lines.append(f"  {name:<10} {st.get('status', '?'):<22} {st.get('wall_s', 0):8.1f} s")
+    lines.append(f"  {'total':<10} {'':<22} {summary.get('total_wall_s', 0):8.1f} s")
+    head = summary.get("headline") or {}
+    ref, mlip = head.get("reference", {}), head.get("mlip", {})
+    keys = list(dict.fromkeys(list(ref.get("numbers", {})) + list(mlip.get("numbers", {}))))
+    lines += ["", "headline numbers ('*' = not converged):",
+              f"  {'':<36} {'reference: ' + str(ref.get('label')):<34} {'MLIP: ' + str(mlip.get('label'))}"]
+    for key in keys:
+        cells = []
+        for side in (ref, mlip):
+            e = side.get("numbers", {}).get(key)
+            cells.append("-" if e is None else _fmt(e) + ("" if e.get("converged") else " *"))
+        lines.append(f"  {key:<36} {cells[0]:<34} {cells[1]}")
+    bad = summary.get("not_converged") or []
+    if bad:
+        lines += ["", f"too short to be converged ({len(bad)} of the numbers above): " + ", ".join(bad),
+                  "  (the quick and tiny profiles check the chain, not the physics; the full profile on a "
+                  "GPU runs long enough for E_a to about ±30 meV)"]
+    warnings = (summary.get("compare") or {}).get("warnings") or []
+    for w in warnings:
+        lines.append(f"warning: {w}")
+    lines += ["", "all reference numbers are surrogate reference "
+                  f"({summary['calculator']} standing in for DFT), never DFT",
+              f"summary: {summary['paths']['summary']}", f"open {summary['paths']['report']}"]
+    return "\n".join(lines)
+
+
+__all__ = ["DemoConfig", "add_demo_parser", "format_summary", "run_demo"]

@@ -268,8 +268,25 @@ def add_series_parser(sub, formatter) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda; None = cuda when available")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("-o", "--output", default=d.output, metavar="OUT")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a chain setting of the profile for every compound, e.g. "
+                        "--set mlip_md.steps=2000 --set reference.temperatures_K=[1000,1150,1300] "
+                        "(keys as in phonion/profiles.py; values are YAML)")
     p.add_argument("--json", action="store_true", help="print series.json instead of the table")
     p.set_defaults(func=_cmd_series)
+
+
+def parse_sets(items) -> dict:
+    """``["a.b=1", "c=[1,2]"]`` → ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _cmd_series(args) -> int:
@@ -279,7 +296,7 @@ def _cmd_series(args) -> int:
                        include_parent=not args.no_parent, output=args.output, profile=args.profile,
                        calculator=args.calculator, relax_fmax_eV_A=args.relax_fmax,
                        relax_max_steps=args.relax_steps, prescale=not args.no_prescale,
-                       device=args.device, seed=args.seed)
+                       device=args.device, seed=args.seed, chain_overrides=parse_sets(args.sets))
     report = run_series(cfg, progress=True)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
 
 from phonion.cli import main
 
@@ -93,21 +91,3 @@ def test_console_script_help_teaches():
     for word in ("inspect", "convert", "sites", "demo", "SPEC", "chgnet", "mace:"):
         assert word in res.stdout
 
-
-def test_demo_short_real_job(tmp_path):
-    """The README's first command, shortened: sites + surrogate-reference MD streamed to H5MD."""
-    from md.io import read_trajectory
-    from phonion.demo import DemoConfig, run_demo
-
-    summary = run_demo(DemoConfig(output=str(tmp_path / "demo"), steps=6, temperature_K=300.0))
-    traj = read_trajectory(summary["trajectory_file"])
-    assert traj.n_frames == 7 and traj.metadata["reference_kind"] == "surrogate reference"
-    assert summary["sites"] == {"O_e": 16, "O_c": 16, "O_n": 16}
-    # stored velocities are the integrator's: kinetic temperature matches the stored temperature,
-    # with 3N − 3 degrees of freedom (the total momentum is held at zero)
-    ke = 0.5 * (traj.masses[None, :, None] * traj.velocities ** 2).sum(axis=(1, 2))  # amu Å²/fs²
-    from ase import units
-
-    ke_eV = ke * units._amu * 1e10 / units._e  # amu Å²/fs² → eV (1 Å/fs = 1e5 m/s)
-    temp = 2 * ke_eV / ((3 * traj.n_atoms - 3) * units.kB)
-    np.testing.assert_allclose(temp, traj.temperatures_K, rtol=1e-6)

@@ -266,3 +266,23 @@ def test_cli_error_and_help(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert "--reference-phonons" in capsys.readouterr().out
+
+
+def test_ideal_sites_maps_by_index_when_li_has_left_its_site():
+    """MD built from the structure: Li 2 Å off its site still maps by index; a shuffled order does not."""
+    from mdma.compare_modal import ideal_sites
+    from phonion.structures import load_structure
+
+    unit = load_structure("LiGa_SeO3_2")
+    md = unit.repeat((2, 1, 1))
+    rng = np.random.default_rng(3)
+    md.positions += rng.normal(0.0, 0.15, md.positions.shape) + [0.3, -0.2, 0.1]  # thermal + drift
+    li = [i for i, s in enumerate(md.get_chemical_symbols()) if s == "Li"]
+    md.positions[li[:4]] += [2.0, 0.0, 0.0]  # hopped Li
+    ideal = ideal_sites(unit, md, "Li")
+    assert ideal is not None
+    assert np.allclose(ideal.positions, unit.repeat((2, 1, 1)).positions, atol=1e-8)
+    o = [i for i, s in enumerate(md.get_chemical_symbols()) if s == "O"]
+    shuffled = md.copy()
+    shuffled.positions[o] = md.positions[rng.permutation(o)]  # same symbols, wrong order
+    assert ideal_sites(unit, shuffled, "Li") is None

@@ -1,0 +1,294 @@
+"""The stages of the whole chain (``phonion.chain``), one function each.
+
+Every stage takes the chain's :class:`StageContext`, checks its own outputs first (a finished
+stage returns ``None`` without loading any model: a rerun of a finished chain takes seconds) and
+otherwise runs or *continues* its work through the existing stage APIs, which all resume:
+
+=============  ===================================================  ===============================
+stage          runs                                                 finished when
+=============  ===================================================  ===============================
+``sites``      ``mdma.sites.classify_oxygens``                      ``sites.json`` exists
+``reference``  ``mlip.reference`` / ``md.driver.run_md`` per T      every ``<T>K/run.json`` complete
+                                                                    and ``reference.json`` exists
+``train``      ``mlip.train.run`` (resumes from last.ckpt)          ``model.model`` + ``metrics.json``
+``mlip_md``    ``md.sweep.run_sweep`` (resume=True), none at every  every run complete (or a run
+               T, fixed O_e / O_c at the highest T                  the MD guards stopped)
+``compare``    ``mdma.compare.run_compare``                         ``numbers.json`` + ``report.html``
+=============  ===================================================  ===============================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage needs: resolved settings and paths (all absolute)."""
+
+    out: Path
+    settings: dict
+    structure: str          # structure SPEC for MDConfig (bundled name or file)
+    structure_file: str     # the file itself (for compare / reports)
+    calculator: str         # reference calculator SPEC
+    device: str | None      # None: each calculator's default
+    seed: int
+    progress: bool
+
+    @property
+    def model_file(self) -> Path:
+        """The trained MACE model."""
+        return self.out / "train" / "model.model"
+
+    @property
+    def mlip_spec(self) -> str:
+        """Calculator SPEC of the trained model (with the device when one was asked for)."""
+        return f"mace:{self.model_file}" + (f"?device={self.device}" if self.device else "")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Cap torch / OpenMP threads of this process inside the block (restored afterwards)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    old_env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    os.environ.update({v: str(n) for v in old_env})
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+        for var, value in old_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_state(md_cfg) -> str:
+    """``complete``, ``failed`` (an MD guard stopped it), ``partial`` or ``missing`` for one MD run."""
+    rec = _record(Path(md_cfg.output) / "run.json")
+    if not rec:
+        return "missing"
+    if rec.get("settings_key") != md_cfg.settings_key():
+        return "partial"  # run_md will say what differs
+    if rec.get("status") == "complete" and rec.get("steps_done", -1) >= md_cfg.total_steps:
+        return "complete"
+    return "failed" if rec.get("status") == "failed" else "partial"
+
+
+# ---- sites --------------------------------------------------------------------------------------
+def stage_sites(ctx: StageContext) -> dict | None:
+    """O_e / O_c / O_n of the structure → ``sites.json``; returns the class sizes."""
+    path = ctx.out / "sites.json"
+    if path.is_file():
+        return None
+    from mdma.sites import classify_oxygens
+    from phonion.structures import load_structure
+
+    classes = classify_oxygens(load_structure(ctx.structure_file)).to_dict()
+    path.write_text(json.dumps(classes, indent=2))
+    return {k: classes[f"n_{k}"] for k in ("O_e", "O_c", "O_n")}
+
+
+# ---- reference ----------------------------------------------------------------------------------
+def reference_config(ctx: StageContext):
+    """The ``ReferenceConfig`` of the profile (output ``OUT/reference``)."""
+    from mlip.reference import ReferenceConfig
+
+    s = {k: v for k, v in ctx.settings["reference"].items() if k != "workers"}
+    return ReferenceConfig(structure=ctx.structure, calculator=ctx.calculator, seed=ctx.seed,
+                           output=str(ctx.out / "reference"), **s)
+
+
+def _reference_one(cfg, k: int, device: str | None) -> str:
+    """Worker: the k-th temperature of a reference data set (one process, one torch thread)."""
+    from md.driver import run_md
+    from mlip.calculators import resolve_calculator
+
+    calc = resolve_calculator(cfg.calculator, device=device or "cpu")
+    return run_md(cfg.md_config(k), calculator=calc, resume=True, progress=False).status
+
+
+class _CollectOnly:
+    """Stands in for a calculator when every run is complete: run_reference only collects records."""
+
+
+def stage_reference(ctx: StageContext) -> dict | None:
+    """Surrogate-reference MD at every temperature (in ``workers`` processes) → ``reference/``."""
+    cfg = reference_config(ctx)
+    ks = range(len(cfg.temperatures_K))
+    pending = [k for k in ks if run_state(cfg.md_config(k)) != "complete"]
+    if not pending and (ctx.out / "reference" / "reference.json").is_file():
+        return None
+    workers = int(ctx.settings["reference"].get("workers", 1))
+    if workers > 1 and len(pending) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from md.sweep import _worker_init
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                                 mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(1, os.getpid())) as pool:
+            futures = {pool.submit(_reference_one, cfg, k, ctx.device): k for k in pending}
+            if ctx.progress:
+                print(f"phonion chain: reference: {len(pending)} temperatures in {min(workers, len(pending))} "
+                      "processes (1 thread each)", file=sys.stderr, flush=True)
+            for f in as_completed(futures):
+                f.result()
+                if ctx.progress:
+                    print(f"phonion chain: reference: {cfg.temperatures_K[futures[f]]:g} K done",
+                          file=sys.stderr, flush=True)
+    calc = None
+    if all(run_state(cfg.md_config(k)) == "complete" for k in ks):
+        calc = _CollectOnly()
+    elif ctx.device:
+        from mlip.calculators import resolve_calculator
+
+        calc = resolve_calculator(cfg.calculator, device=ctx.device)
+    from mlip.reference import run_reference
+
+    with torch_threads(ctx.settings.get("threads")):
+        summary = run_reference(cfg, calculator=calc, progress=ctx.progress)
+    return summary
+
+
+def reference_warnings(summary: dict) -> list[str]:
+    """Runs whose production mean temperature is > 10 % off the target (equilibration too short)."""
+    out = []
+    for run in summary.get("runs", []):
+        t, mean = run["temperature_K"], run.get("mean_temperature_K")
+        if mean is not None and abs(mean - t) > 0.1 * t:
+            out.append(f"reference {t:g} K: production mean temperature {mean:.0f} K is more than 10 % "
+                       "off the target (equilibration too short for this thermostat)")
+    return out
+
+
+# ---- train --------------------------------------------------------------------------------------
+def train_config(ctx: StageContext):
+    """The ``mlip.train.TrainConfig`` of the profile: data = ``OUT/reference/*K/traj.h5``."""
+    import copy
+
+    from mlip.train import config_from_dict
+
+    data = copy.deepcopy(ctx.settings["train"])
+    data["output"] = str(ctx.out / "train")
+    data["seed"] = int(data.get("seed", 123)) + ctx.seed
+    data.setdefault("data", {})["files"] = [str(ctx.out / "reference" / "*K" / "traj.h5")]
+    trainer = data.setdefault("trainer", {})
+    trainer.setdefault("num_threads", ctx.settings.get("threads"))
+    trainer["resume"] = True
+    if ctx.device:
+        trainer["accelerator"] = "gpu" if ctx.device.startswith("cuda") else "cpu"
+        data.setdefault("export", {})["device"] = ctx.device
+    return config_from_dict(data)
+
+
+def stage_train(ctx: StageContext) -> dict | None:
+    """Train the MACE model on the reference frames (resuming a killed run) → ``train/``."""
+    if ctx.model_file.is_file() and (ctx.out / "train" / "metrics.json").is_file():
+        return None
+    from mlip.train import run
+
+    return run(train_config(ctx))
+
+
+# ---- MLIP MD ------------------------------------------------------------------------------------
+def sweep_configs(ctx: StageContext) -> list:
+    """``md.sweep.SweepConfig``s: every temperature × seed unconstrained, then fixed O_e / O_c
+    at ``fix_temperature_K`` (default the highest temperature) with the first seed."""
+    import dataclasses
+
+    from md.driver import MDConfig
+    from md.sweep import SweepConfig
+
+    s = dict(ctx.settings["mlip_md"])
+    temps = tuple(float(t) for t in s.pop("temperatures_K"))
+    seeds = tuple(int(x) + ctx.seed for x in s.pop("seeds"))
+    fix = tuple(s.pop("fix") or ())
+    fix_t = s.pop("fix_temperature_K", None) or max(temps)
+    s.pop("workers", None)
+    s["supercell"] = tuple(s.get("supercell", (1, 1, 1)))
+    every = int(s["sample_every"])
+    s.setdefault("checkpoint_every", max(every, (int(s["steps"]) // 10) // every * every))
+    run = MDConfig(structure=ctx.structure, calculator=ctx.mlip_spec, output="-", **s)
+    out = str(ctx.out / "mlip_md")
+    sweeps = [SweepConfig(temperatures_K=temps, seeds=seeds, fix=("none",), output=out, run=run)]
+    if fix:
+        sweeps.append(SweepConfig(temperatures_K=(float(fix_t),), seeds=seeds[:1], fix=fix, output=out,
+                                  run=dataclasses.replace(run)))
+    return sweeps
+
+
+def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
+    """MLIP MD sweep (resuming killed runs) → ``mlip_md/T{T}_seed{s}_fix{f}/``; returns its rows.
+
+    ``previous``: this stage's record in an earlier summary.json; a stage recorded as finished
+    whose runs are all complete or stopped by an MD guard is not retried.
+    """
+    from md.sweep import SUMMARY_NAME, format_summary, run_sweep
+
+    sweeps = sweep_configs(ctx)
+    states = [run_state(c) for sw in sweeps for c in sw.runs()]
+    summary_file = ctx.out / "mlip_md" / SUMMARY_NAME
+    finished = (previous or {}).get("status", "").startswith("done")
+    if summary_file.is_file() and (all(s == "complete" for s in states)
+                                   or (finished and all(s in ("complete", "failed") for s in states))):
+        return None
+    workers = int(ctx.settings["mlip_md"].get("workers", 1))
+    rows = []
+    with torch_threads(ctx.settings.get("threads") if workers == 1 else None):
+        for sw in sweeps:
+            if ctx.progress:
+                print(f"phonion chain: mlip_md: {len(sw.runs())} runs (fix {', '.join(sw.fix)}) in {workers} "
+                      f"process(es)", file=sys.stderr, flush=True)
+            rows += run_sweep(sw, workers=workers, resume=True, progress=ctx.progress)
+    if ctx.progress:
+        print(format_summary(rows), file=sys.stderr, flush=True)
+    summary_file.write_text(json.dumps(rows, indent=2))
+    (ctx.out / "mlip_md" / "sweep.json").write_text(json.dumps([sw.to_dict() for sw in sweeps], indent=2))
+    return rows
+
+
+# ---- compare ------------------------------------------------------------------------------------
+def stage_compare(ctx: StageContext) -> dict | None:
+    """``mdma.compare.run_compare`` on reference vs MLIP (phonons, MDMA, pFC inside) → ``compare/``."""
+    numbers = ctx.out / "compare" / "numbers.json"
+    if numbers.is_file() and (ctx.out / "compare" / "report.html").is_file():
+        return None
+    try:
+        from mdma.compare import CompareConfig, run_compare
+    except ImportError as exc:
+        raise RuntimeError(f"compare stage: mdma.compare is not available ({exc}); the other stages "
+                           f"are done in {ctx.out}, rerun the same command once it is installed") from exc
+    import dataclasses
+
+    extra = {"device": ctx.device} if "device" in {f.name for f in dataclasses.fields(CompareConfig)} else {}
+    cfg = CompareConfig(reference=str(ctx.out / "reference"), mlip=str(ctx.out / "mlip_md"),
+                        output=str(ctx.out / "compare"), model=str(ctx.model_file),
+                        reference_calculator=ctx.calculator, mlip_calculator=f"mace:{ctx.model_file}",
+                        structure=ctx.structure_file, mobile="Li", anion="O", **extra)
+    with torch_threads(ctx.settings.get("threads")):
+        return run_compare(cfg, progress=ctx.progress)
+
+
+__all__ = ["StageContext", "reference_config", "reference_warnings", "run_state", "stage_compare",
+           "stage_mlip_md", "stage_reference", "stage_sites", "stage_train", "sweep_configs",
+           "torch_threads", "train_config"]
