@@ -146,17 +146,19 @@ def _structure(cfg, runs, fallback, caught, side):
     return fallback, "first frame of the first reference run"
 
 
-def _site_groups(unit, md_atoms, traj, mobile, anion, caught, side) -> dict:
-    """Species and O-class index groups of the MD cell, classes found on the ideal sites in MD order."""
+def _site_groups(unit, md_atoms, ideal, traj, mobile, anion, caught, side) -> dict:
+    """Species and O-class index groups of the MD cell, classes found on the ideal sites in MD order.
+
+    ``ideal``: :func:`mdma.compare_modal.ideal_sites` of ``md_atoms`` (None: map by position instead).
+    """
     from ase import Atoms
 
-    from mdma.compare_modal import SITE_TOLERANCE_A, ideal_sites
+    from mdma.compare_modal import SITE_TOLERANCE_A
     from mdma.modes import map_to_primitive
     from mdma.sites import classify_oxygens
 
     groups = {s: traj.indices_of(s) for s in traj.species_counts}
     try:
-        ideal = ideal_sites(unit, md_atoms, mobile)
         if ideal is None:
             A = np.asarray(unit.cell.array)
             f = unit.get_scaled_positions(wrap=False)
@@ -193,7 +195,8 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         numbers.update(n)
     unit, info["structure"] = _structure(cfg, runs, ctx["fallback"], caught, side)
     with clock.stage(f"{side}: VDOS"):
-        groups = _site_groups(unit, md_atoms, traj, cfg.mobile, cfg.anion, caught, side)
+        sites = ideal_sites(unit, md_atoms, cfg.mobile)  # MD order vouched for: map atoms by index
+        groups = _site_groups(unit, md_atoms, sites, traj, cfg.mobile, cfg.anion, caught, side)
         try:
             n, plots["vdos"] = vdos_numbers(traj, groups, side, ", ".join(head.files), list(traj.species_counts))
             numbers.update(n)
@@ -216,7 +219,6 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         return {"numbers": numbers, "plots": plots, "info": info}
     with clock.stage(f"{side}: phonon DOS"):
         try:
-            sites = ideal_sites(unit, md_atoms, cfg.mobile)
             n, plots["phonons"] = phonon_dos_numbers(source, md_atoms if sites is None else sites, side,
                                                      cfg.mobile, cfg.anion, caught)
             numbers.update(n)
