@@ -22,6 +22,14 @@ moment of the kill. Bit-exact continuation holds for ``nve``, ``nvt-langevin`` a
 of the positions. ``nvt-nhc``: ASE exposes no public way to read or set the chain variables
 (η, p_η), so they restart at zero; the continued run samples the same ensemble but is not
 bit-identical to an uninterrupted one.
+
+Run status (``run.json`` ``status``, a contract scripts rely on)
+---------------------------------------------------------------
+``running`` while it runs (or after a kill), ``complete``, ``invalid`` (a guard tripped: the run
+left physical reality; ``invalid_reason``, ``invalid_step``, ``invalid_guard``; every frame written
+before is kept; never re-run, resuming raises the same MDGuardError), ``failed`` (any other
+exception, ``message``; ``resume=True`` continues from the checkpoint). Guards: ``md.guards``
+and ``md.driver_guards`` (pair floors, temperature window, committee uncertainty).
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
-from md.guards import MDGuardError, close_pair, excessive_force, non_finite, temperature_runaway
+from md.driver_guards import RunGuards, current_results, is_committee
+from md.guards import MDGuardError
 from md.integrators import (EXACT_RESTART, INTEGRATORS, THERMOSTAT_STATE, build_atoms,
                             initial_momenta, kinetic_temperature_K)
 from md.md_config import ENSEMBLES, FIX_CHOICES, MDConfig
@@ -52,7 +61,8 @@ class RunResult:
     Attributes
     ----------
     trajectory, settings : Path, the H5MD file and its ``run.json``
-    status : "complete" (ran now) or "already complete" (found finished, not re-run)
+    status : "complete" (ran now) or "already complete" (found finished, not re-run); an
+        invalid run raises MDGuardError instead
     steps_done : int, integrator steps (equilibration + production)
     n_frames : int, frames in the H5MD file
     wall_s : float, wall time over all sessions of the run, s
@@ -117,7 +127,9 @@ def run_md(cfg: MDConfig, *, calculator=None, resume: bool = False, progress: bo
     Raises
     ------
     ValueError : bad settings, or settings that differ from the run found in ``cfg.output``
-    MDGuardError : a guard tripped (message: step and cause); frames before it are kept
+    MDGuardError : a guard tripped (message: step and cause; ``.step``, ``.guard``); frames
+        before it are kept and run.json says ``invalid``. A run found invalid is not re-run
+        (with or without ``resume``): the recorded verdict is raised again.
     """
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +137,9 @@ def run_md(cfg: MDConfig, *, calculator=None, resume: bool = False, progress: bo
         record = read_json(out / RECORD_NAME)
         if record is not None:
             _check_same_settings(record.get("settings_key", {}), cfg, out / RECORD_NAME)
+            if record.get("status") == "invalid":
+                raise MDGuardError(str(record.get("invalid_reason")), record.get("invalid_step"),
+                                   record.get("invalid_guard"))
             if record.get("status") == "complete" and record.get("steps_done", -1) >= cfg.total_steps:
                 return _result(out, record, "already complete")
             if not resume:
@@ -197,13 +212,19 @@ class _Run:
                        "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0}
         write_json_atomic(out / RECORD_NAME, self.record)
         self.atoms, self.rng = atoms, rng
+        self.guards = RunGuards(cfg, atoms, ndof, ckpt.uncertainty if ckpt else None)
         self.dyn = dyn = INTEGRATORS[cfg.ensemble](atoms, cfg, rng, ndof)
         self.has_stress = "stress" in getattr(atoms.calc, "implemented_properties", ())
+        committee = is_committee(atoms.calc)
+        if cfg.uncertainty_threshold_eV_A is not None and not committee:
+            self.log.warning("uncertainty_threshold_eV_A is set but the calculator is not a committee "
+                             "(no forces_var): no uncertainty check")
         self.writer = H5MDWriter(out / TRAJECTORY_NAME, atoms.get_chemical_symbols(), atoms.get_masses(),
                                  timestep_fs=cfg.timestep_fs, stride=cfg.sample_every,
                                  metadata=_metadata(cfg, self.calculator, fixed, ndof),
                                  observables=("potential_energy", "temperature")
-                                 + (("stress",) if self.has_stress else ()),
+                                 + (("stress",) if self.has_stress else ())
+                                 + (("force_uncertainty_max",) if committee else ()),
                                  append=ckpt is not None)
         try:
             if ckpt is not None:
@@ -234,10 +255,10 @@ class _Run:
         try:
             dyn.run(cfg.total_steps - start)
         except MDGuardError as exc:
-            self._stop("failed", str(exc))
+            self._stop("invalid", str(exc), exc)
             raise
         except BaseException as exc:
-            self._stop("interrupted", f"{type(exc).__name__}: {exc}")
+            self._stop("failed", f"{type(exc).__name__}: {exc}")
             raise
         finally:
             bar.update(dyn.nsteps - bar.n)
@@ -249,21 +270,7 @@ class _Run:
 
     # ---- observers (called by the integrator after each step; global step = dyn.nsteps) ----
     def _guard(self) -> None:
-        atoms, cfg, step = self.atoms, self.cfg, self.dyn.nsteps
-        forces, energy = _current_results(atoms)
-        why = (non_finite(atoms.positions, forces, energy)
-               or excessive_force(forces, cfg.max_force_eV_A)
-               or temperature_runaway(kinetic_temperature_K(atoms, self.ndof), cfg.temperature_K,
-                                      cfg.max_temperature_factor))
-        if why is None and step % cfg.distance_check_every == 0:
-            pair = close_pair(atoms.positions, atoms.cell.array, atoms.pbc, cfg.min_distance_A)
-            if pair is not None:
-                why = (f"atoms {pair[0]} and {pair[1]} are {pair[2]:.3f} Å apart "
-                       f"(< min_distance_A = {cfg.min_distance_A:g})")
-        if why is not None:
-            phase = ("equilibration" if step < cfg.equilibration_steps
-                     else f"production step {step - cfg.equilibration_steps}")
-            raise MDGuardError(f"MD stopped at integrator step {step} ({phase}): {why}")
+        self.guards(self.dyn.nsteps)
 
     def _sample(self) -> None:
         from ase.stress import voigt_6_to_full_3x3_stress
@@ -271,8 +278,10 @@ class _Run:
         atoms, step = self.atoms, self.dyn.nsteps - self.cfg.equilibration_steps
         if step < 0:
             return
-        forces, energy = _current_results(atoms)
+        forces, energy = current_results(atoms)
         extra = {}
+        if self.writer.has("force_uncertainty_max_eV_A"):
+            extra["force_uncertainty_max_eV_A"] = np.array([self.guards.last_uncertainty])
         if self.has_stress:  # only if the calculator computed it with the forces (no extra call)
             stress = atoms.calc.results.get("stress")
             stress = np.full((3, 3), np.nan) if stress is None else np.asarray(stress, dtype=float)
@@ -295,20 +304,25 @@ class _Run:
         wall = self.wall0 + time.perf_counter() - self.t0
         save_checkpoint(self.out / CHECKPOINT_NAME, Checkpoint(
             self.atoms.get_positions(), self.atoms.get_momenta(), self.atoms.cell.array.copy(), step,
-            self.writer.n_frames, self.rng.bit_generator.state, state, wall, self.cfg.settings_key()))
+            self.writer.n_frames, self.rng.bit_generator.state, state, wall, self.cfg.settings_key(),
+            self.guards.history()))
         _reset(self.atoms.calc)
         self.record.update(steps_done=step, n_frames=self.writer.n_frames, wall_s=wall)
         self.log.info("checkpoint: step %d, %d frames, T = %.1f K, wall %.1f s", step,
                       self.writer.n_frames, kinetic_temperature_K(self.atoms, self.ndof), wall)
 
     # ---- endings ---------------------------------------------------------------------------
-    def _stop(self, status: str, message: str) -> None:
+    def _stop(self, status: str, message: str, guard: MDGuardError | None = None) -> None:
+        """Record ``invalid`` (a guard tripped) or ``failed`` (anything else) with the frames kept."""
         self.writer.flush()  # keep every frame written before the failing step
         self.record.update(status=status, message=message, n_frames_on_disk=self.writer.n_frames,
-                           wall_s=self.wall0 + time.perf_counter() - self.t0)
+                           wall_s=self.wall0 + time.perf_counter() - self.t0, **self.guards.record_fields())
+        if guard is not None:
+            self.record.update(invalid_reason=message, invalid_step=guard.step, invalid_guard=guard.guard)
         write_json_atomic(self.out / RECORD_NAME, self.record)
-        self.log.error("%s: %s (%d frames kept on disk; resume restarts from the checkpoint at "
-                       "step %d)", status, message, self.writer.n_frames, self.record["steps_done"])
+        self.log.error("%s: %s (%d frames kept on disk; %s)", status, message, self.writer.n_frames,
+                       "the run is invalid and is never re-run" if guard is not None else
+                       f"resume restarts from the checkpoint at step {self.record['steps_done']}")
 
     def _finish(self) -> RunResult:
         from md.io.h5md import H5MDReader
@@ -318,7 +332,8 @@ class _Run:
         self.record.update(status="complete", n_frames=traj.n_frames,
                            production_steps=self.cfg.steps, mean_temperature_K=float(temps.mean()),
                            std_temperature_K=float(temps.std()),
-                           wall_s=self.wall0 + time.perf_counter() - self.t0)
+                           temperature_ratio=float(temps.mean()) / self.cfg.temperature_K,
+                           wall_s=self.wall0 + time.perf_counter() - self.t0, **self.guards.record_fields())
         write_json_atomic(self.out / RECORD_NAME, self.record)
         self.log.info("complete: %d frames, <T> = %.1f ± %.1f K, wall %.1f s", traj.n_frames,
                       self.record["mean_temperature_K"], self.record["std_temperature_K"],
@@ -330,22 +345,6 @@ def _reset(calc) -> None:
     """Drop the calculator's cached state (results, neighbour lists) if it can."""
     if hasattr(calc, "reset"):
         calc.reset()
-
-
-def _current_results(atoms) -> tuple[np.ndarray, float]:
-    """Forces (N, 3) eV/Å, before constraints, and potential energy (eV) at the current step.
-
-    Observers run after the integrator has refreshed the forces for the current positions, so
-    the calculator's public ``results`` are current; reading them skips ASE's per-access
-    comparison of the atoms (~0.3 ms for 80 atoms, more than the rest of an observer).
-    """
-    results = getattr(atoms.calc, "results", None) or {}
-    forces, energy = results.get("forces"), results.get("energy")
-    if forces is None:
-        forces = atoms.get_forces(apply_constraint=False)
-    if energy is None:
-        energy = atoms.get_potential_energy()
-    return np.asarray(forces), float(energy)
 
 
 def _open_log(path: Path) -> logging.Logger:

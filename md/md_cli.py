@@ -98,6 +98,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help=f"Nosé–Hoover tdamp / Bussi taut (default {d.thermostat_time_fs:g})")
     p.add_argument("--friction-per-fs", type=float, default=no, metavar="GAMMA",
                    help=f"Langevin friction (default {d.friction_per_fs:g})")
+    p.add_argument("--pair-floors", dest="pair_floors_A", default=no, metavar="FLOORS",
+                   help="per-species-pair closest allowed approach, Å: 'Li-Li=2.1,O-O=2.0' or JSON "
+                        "(default: none, only min_distance_A); a run that goes closer is invalid")
+    p.add_argument("--uncertainty-threshold", dest="uncertainty_threshold_eV_A", type=float, default=no,
+                   metavar="EV_A", help="committee calculators: largest per-atom force std, eV/Å")
+    p.add_argument("--uncertainty-action", choices=["flag", "stop"], default=no,
+                   help="above the threshold: flag in run.json (default) or stop the run as invalid")
     p.add_argument("--surrogate-reference", action="store_true", default=no,
                    help="label the trajectories 'surrogate reference' (not DFT)")
 
@@ -132,8 +139,9 @@ def _executor_options(args) -> dict:
 def cmd_md(args) -> int:
     """Handler of ``phonion md``: run the sweep, print the summary table.
 
-    Returns 0, or 1 when a run failed (a guard tripped, or its directory holds other settings);
-    each failure is printed as ``phonion md: error: RUN: message`` and the other runs go on.
+    Returns 0, or 1 when a run is invalid (a guard tripped) or failed (e.g. its directory holds
+    other settings); each is printed as ``phonion md: invalid: RUN: reason`` or
+    ``phonion md: error: RUN: message`` and the other runs go on.
     """
     from md.sweep import format_summary, run_sweep
 
@@ -142,9 +150,12 @@ def cmd_md(args) -> int:
     print(format_summary(rows))
     print(f"summary: {cfg.output}/sweep_summary.json", file=sys.stderr)
     failed = [r for r in rows if r["status"].startswith("failed")]
+    invalid = [r for r in rows if r["status"] == "invalid"]
+    for r in invalid:
+        print(f"phonion md: invalid: {r['run']}: {r['invalid_reason']}", file=sys.stderr)
     for r in failed:
         print(f"phonion md: error: {r['run']}: {r['status'].removeprefix('failed: ')}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or invalid else 0
 
 
 def cmd_lammps_export(args) -> int:

@@ -6,14 +6,20 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from md.guards import normalise_pair_floors, parse_pair_floors
 
 ENSEMBLES = ("nvt-nhc", "nvt-bussi", "nvt-langevin", "nve")
 FIX_CHOICES = ("none", "O_e", "O_c")
+UNCERTAINTY_ACTIONS = ("flag", "stop")
 #: settings that may change when a run is resumed or extended (everything else must match)
 RESUMABLE_FIELDS = ("steps", "checkpoint_every", "min_distance_A", "max_force_eV_A",
-                    "max_temperature_factor", "distance_check_every", "output")
+                    "max_temperature_factor", "distance_check_every", "pair_floors_A",
+                    "temperature_window_steps", "temperature_tolerance", "uncertainty_every",
+                    "uncertainty_threshold_eV_A", "uncertainty_action", "output")
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,27 @@ class MDConfig:
         Guards: closest allowed approach of two atoms (Å), largest allowed force norm (eV/Å),
         largest allowed kinetic temperature as a multiple of ``temperature_K``.
     distance_check_every : int
-        Steps between minimum-distance checks (the other guards run every step).
+        Steps between minimum-distance and pair-floor checks (the other guards run every step).
+    pair_floors_A : dict
+        Per-species-pair closest allowed approach, ``{"Li-Li": 2.2, "O-Se": 1.2}`` (Å; keys in
+        either order, stored sorted; e.g. from ``md.guards.learn_pair_floors``). Empty: only
+        ``min_distance_A``, which stays the absolute floor for every pair.
+    temperature_window_steps : int
+        Steps in the running mean of the kinetic temperature (0: no check), fed from the end
+        of equilibration, but not before 5 thermostat relaxation times from the start
+        (``md.driver_guards.settle_steps``). Once the window is full, a mean off
+        ``temperature_K`` by more than ``temperature_tolerance`` × ``temperature_K`` stops the
+        run as invalid (thermostatted ensembles only: an NVE run has no set-point to hold).
+    temperature_tolerance : float
+        Allowed relative deviation of that running mean (0.15 = ±15 %).
+    uncertainty_every : int
+        Steps between reads of a committee calculator's force variance (``forces_var``).
+    uncertainty_threshold_eV_A : float or None
+        Largest allowed per-atom force standard deviation over the committee, eV/Å (None:
+        only recorded).
+    uncertainty_action : str
+        Above the threshold: ``flag`` (recorded in run.json, the run goes on) or ``stop``
+        (the run stops as invalid).
     surrogate_reference : bool
         Label the trajectory "surrogate reference" (a calculator standing in for DFT).
     output : str
@@ -84,6 +110,12 @@ class MDConfig:
     max_force_eV_A: float = 50.0
     max_temperature_factor: float = 3.0
     distance_check_every: int = 10
+    pair_floors_A: dict[str, float] = field(default_factory=dict)
+    temperature_window_steps: int = 500
+    temperature_tolerance: float = 0.15
+    uncertainty_every: int = 10
+    uncertainty_threshold_eV_A: float | None = None
+    uncertainty_action: str = "flag"
     surrogate_reference: bool = False
     output: str = "md-run"
 
@@ -98,7 +130,7 @@ class MDConfig:
         need(self.temperature_K > 0, f"temperature_K must be > 0, got {self.temperature_K}")
         need(self.timestep_fs > 0, f"timestep_fs must be > 0, got {self.timestep_fs}")
         for name in ("steps", "sample_every", "checkpoint_every", "nhc_chain_length",
-                     "distance_check_every"):
+                     "distance_check_every", "uncertainty_every"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1, f"{name} must be an integer ≥ 1, got {value!r}")
         need(isinstance(self.equilibration_steps, int) and self.equilibration_steps >= 0,
@@ -116,7 +148,26 @@ class MDConfig:
         for name in ("thermostat_time_fs", "friction_per_fs", "min_distance_A", "max_force_eV_A",
                      "max_temperature_factor"):
             need(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        need(isinstance(self.temperature_window_steps, int) and self.temperature_window_steps >= 0,
+             f"temperature_window_steps must be an integer ≥ 0, got {self.temperature_window_steps!r}")
+        need(self.temperature_tolerance > 0,
+             f"temperature_tolerance must be > 0, got {self.temperature_tolerance}")
+        need(self.uncertainty_threshold_eV_A is None or self.uncertainty_threshold_eV_A > 0,
+             f"uncertainty_threshold_eV_A must be > 0 or None, got {self.uncertainty_threshold_eV_A}")
+        if self.uncertainty_threshold_eV_A is not None:
+            object.__setattr__(self, "uncertainty_threshold_eV_A", float(self.uncertainty_threshold_eV_A))
+        need(self.uncertainty_action in UNCERTAINTY_ACTIONS,
+             f"uncertainty_action must be one of {', '.join(UNCERTAINTY_ACTIONS)}, "
+             f"got {self.uncertainty_action!r}")
+        try:
+            object.__setattr__(self, "pair_floors_A", normalise_pair_floors(self.pair_floors_A))
+        except ValueError as exc:
+            raise ValueError(f"MD settings: {exc}") from None
         need(bool(self.output), "output directory must be given")
+
+    def __hash__(self) -> int:
+        # explicit: the generated hash would fail on the pair_floors_A dict
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @property
     def total_steps(self) -> int:
@@ -132,6 +183,7 @@ class MDConfig:
         """JSON/YAML-ready dictionary (supercell as a list)."""
         d = dataclasses.asdict(self)
         d["supercell"] = list(self.supercell)
+        d["pair_floors_A"] = dict(self.pair_floors_A)
         return d
 
     def settings_key(self) -> dict:
@@ -161,12 +213,14 @@ def coerce(cls, data: dict) -> dict:
         kind = str(types.get(key, ""))
         if value is None:
             continue
-        if kind.startswith("tuple"):
+        if kind.startswith("dict") and isinstance(value, str):
+            value = parse_pair_floors(value)
+        elif kind.startswith("tuple"):
             value = tuple(int(v) if "int" in kind else float(v) if "float" in kind else v
                           for v in ([value] if isinstance(value, (int, float, str)) else value))
         elif kind == "int" and isinstance(value, float) and value.is_integer():
             value = int(value)
-        elif kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        elif kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif kind == "str" and not isinstance(value, str):
             value = str(value)

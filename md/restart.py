@@ -19,6 +19,8 @@ key                             meaning
                                 ``transferred_energy``), ``{}`` when there is none
 ``wall_s``                      float, wall time spent on the run so far, s
 ``settings_key``                JSON of the settings that must not change on resume
+``uncertainty``                 (E, 2) float64, committee runs only: integrator step and largest
+                                per-atom force std (eV/Å) of every evaluation so far
 ==============================  ===========================================================
 """
 
@@ -91,6 +93,7 @@ class Checkpoint:
     thermostat: dict
     wall_s: float
     settings_key: dict
+    uncertainty: np.ndarray | None = None
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
@@ -103,6 +106,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
               "rng_state": np.array(json.dumps(ckpt.rng_state)),
               "thermostat": np.array(json.dumps(ckpt.thermostat, default=_jsonable)),
               "settings_key": np.array(json.dumps(ckpt.settings_key, sort_keys=True))}
+    if ckpt.uncertainty is not None:
+        arrays["uncertainty"] = np.asarray(ckpt.uncertainty, dtype=np.float64).reshape(-1, 2)
     atomic_write_bytes(path, lambda fh: np.savez(fh, **arrays))
 
 
@@ -116,7 +121,8 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
                           cell=z["cell"].copy(), step=int(z["step"]), n_frames=int(z["n_frames"]),
                           rng_state=json.loads(str(z["rng_state"])),
                           thermostat=json.loads(str(z["thermostat"])), wall_s=float(z["wall_s"]),
-                          settings_key=json.loads(str(z["settings_key"])))
+                          settings_key=json.loads(str(z["settings_key"])),
+                          uncertainty=z["uncertainty"].copy() if "uncertainty" in z.files else None)
 
 
 def rng_from_state(state: dict) -> np.random.Generator:

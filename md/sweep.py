@@ -20,7 +20,8 @@ executor      how
 
 Runs are idempotent: a finished run is not re-run (its files are left untouched), and with
 ``resume=True`` an interrupted one continues from its checkpoint. A run stopped by a guard
-or an error is reported in the summary; the other runs go on.
+(status ``invalid``, never re-run, reason in ``invalid_reason``) or by an error (``failed: ...``)
+is reported in the summary; the other runs go on.
 """
 
 from __future__ import annotations
@@ -161,12 +162,16 @@ def run_one(cfg_dict: dict, resume: bool, threads: int | None = None, progress: 
     row = {"run": Path(cfg.output).name, "path": str(Path(cfg.output) / "traj.h5"),
            "temperature_K": cfg.temperature_K, "seed": cfg.seed, "fix": cfg.fix}
     t0 = time.perf_counter()
+    none = {"steps": None, "frames": None, "mean_T_K": None, "invalid_reason": None, "invalid_step": None}
     try:
         res = run_md(cfg, resume=resume, progress=progress)
-    except (MDGuardError, ValueError, RuntimeError, OSError) as exc:
-        return {**row, "status": f"failed: {type(exc).__name__}: {exc}", "steps": None, "frames": None,
-                "wall_s": time.perf_counter() - t0, "mean_T_K": None}
-    return {**row, "status": res.status, "steps": res.steps_done, "frames": res.n_frames,
+    except MDGuardError as exc:  # the run left physical reality: recorded, never re-run
+        return {**row, **none, "status": "invalid", "wall_s": time.perf_counter() - t0,
+                "invalid_reason": str(exc), "invalid_step": exc.step}
+    except (ValueError, RuntimeError, OSError) as exc:
+        return {**row, **none, "status": f"failed: {type(exc).__name__}: {exc}",
+                "wall_s": time.perf_counter() - t0}
+    return {**row, **none, "status": res.status, "steps": res.steps_done, "frames": res.n_frames,
             "wall_s": res.wall_s, "mean_T_K": res.mean_temperature_K}
 
 
@@ -187,8 +192,9 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
 
     Returns
     -------
-    list of dict: run, path, status ("complete", "already complete", "failed: ..."),
-    steps, frames, wall_s (s), mean_T_K (K), temperature_K, seed, fix. Also written to
+    list of dict: run, path, status ("complete", "already complete", "invalid", "failed: ..."),
+    steps, frames, wall_s (s), mean_T_K (K), temperature_K, seed, fix, invalid_reason and
+    invalid_step (integrator step) for an invalid run (None otherwise). Also written to
     ``OUT/sweep_summary.json``; the sweep settings go to ``OUT/sweep.json``.
     """
     if executor not in EXECUTORS:

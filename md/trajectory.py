@@ -61,6 +61,9 @@ class Trajectory:
     metadata : dict
         ``source_files`` (list of str), ``format``, ``timestep_fs_source`` ('file' | 'user'),
         ``stride_source`` ('file' | 'user' | 'default'), ``velocities_source`` ('file' | 'central-difference'), plus reader-specific entries.
+    force_uncertainty_max_eV_A : ndarray, shape=(F,), eV/Å, or None
+        Committee MD (``md.driver``): the largest per-atom force standard deviation over the
+        committee members at the latest evaluation up to each frame (NaN: none yet).
     """
 
     symbols: tuple[str, ...]
@@ -77,6 +80,7 @@ class Trajectory:
     masses: np.ndarray | None = None
     pbc: tuple[bool, bool, bool] = (True, True, True)
     metadata: dict[str, Any] = field(default_factory=dict)
+    force_uncertainty_max_eV_A: np.ndarray | None = None
 
     def __post_init__(self):
         src = ", ".join(self.metadata.get("source_files", [])) or "trajectory"
@@ -104,6 +108,7 @@ class Trajectory:
             "energies": (n_frames,),
             "stress": (n_frames, 3, 3),
             "temperatures_K": (n_frames,),
+            "force_uncertainty_max_eV_A": (n_frames,),
             "times_fs": (n_frames,),
             "masses": (n_atoms,),
         }
@@ -174,7 +179,7 @@ class Trajectory:
         step = index.step if isinstance(index, slice) and index.step else 1
         out = {}
         for name in ("positions", "cells", "times_fs", "velocities", "forces", "energies", "stress",
-                     "temperatures_K"):
+                     "temperatures_K", "force_uncertainty_max_eV_A"):
             value = getattr(self, name)
             out[name] = None if value is None else value[idx]
         if not isinstance(index, slice) and len(idx) > 1 and len(set(np.diff(idx))) > 1:
@@ -265,7 +270,7 @@ def concatenate(parts: list[Trajectory]) -> Trajectory:
         shift = -np.round(frac) @ cell
         pos.append(p.positions + shift)
     out: dict[str, Any] = {"positions": np.concatenate(pos), "cells": np.concatenate([p.cells for p in parts])}
-    for name in ("velocities", "forces", "energies", "stress", "temperatures_K"):
+    for name in ("velocities", "forces", "energies", "stress", "temperatures_K", "force_uncertainty_max_eV_A"):
         values = [getattr(p, name) for p in parts]
         if all(v is None for v in values):
             out[name] = None

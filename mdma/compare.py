@@ -15,7 +15,11 @@ Rules that keep the comparison from adding error:
   has none (AIMD files), *both* sides' velocities are derived from positions by central differences
   (DESIGN.md, like-for-like), recorded under ``velocities``;
 * like temperatures: RDF, VDOS and the MDMA headline use the highest temperature that both sides ran
-  without fixed atoms (each side's highest if they share none, with a warning).
+  without fixed atoms (each side's highest if they share none, with a warning);
+* invalid runs (a ``run.json`` whose status is not ``complete``) are left out of every analysis on both
+  sides and listed under ``invalid_runs``; the MLIP verdict of ``phonion validate`` (``--validation``) is
+  recorded as ``mlip_validation`` and, when it failed, makes every MLIP number not converged; the limits
+  of :data:`mdma.compare_analyses.LIMITS` apply to every number (:mod:`mdma.compare_checks`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class CompareConfig:
         in a side's run metadata, else the first frame of the first reference run
     timestep_fs : MD timestep for files that do not record it (XDATCAR)
     tau_max_ps : MDMA correlation window (default: half a block)
+    validation : the JSON written by ``phonion validate`` (path, directory holding ``validation.json``, or
+        the dict itself); None: the MLIP is reported as not validated
     """
 
     reference: str
@@ -73,6 +79,7 @@ class CompareConfig:
     device: str | None = None
     parity_max_frames: int = 200
     rdf_max_frames: int = 200
+    validation: str | dict | None = None
 
 
 class _Clock:
@@ -263,55 +270,94 @@ def _calculators(cfg, runs) -> dict:
     return {"reference": ref, "mlip": mlip}
 
 
+def _find_runs(cfg: CompareConfig, out: Path, caught: list):
+    """(valid runs per side, invalid runs per side, fallback structure) with warnings collected."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        found = {s: discover_runs(getattr(cfg, s), s, timestep_fs=cfg.timestep_fs, exclude=out) for s in SIDES}
+        check_species(cfg.reference, found["reference"], cfg.mlip, found["mlip"], cfg.mobile, cfg.anion)
+        invalid = {s: [r for r in found[s] if not r.valid] for s in SIDES}
+        runs = {s: [r if r.temperature_K is not None else load_run(r, timestep_fs=cfg.timestep_fs)[1]
+                    for r in found[s] if r.valid] for s in SIDES}
+        first = next(iter(runs["reference"] + runs["mlip"]), None)
+        fallback = None if first is None else first_frame(first, cfg.timestep_fs)
+    caught += [str(x.message) for x in w]
+    for s in SIDES:
+        if invalid[s]:
+            caught.append(f"{s}: {len(invalid[s])} invalid run(s) left out of every analysis: "
+                          + "; ".join(f"{r.name} ({r.status}: {r.status_reason})" for r in invalid[s]))
+    return runs, invalid, fallback, found
+
+
+def _parity(cfg, runs, out, clock, caught):
+    """(model SPEC or None, parity numbers, parity figures) of the MLIP model on the valid reference frames."""
+    from mdma.compare_modal import model_spec, parity_numbers
+
+    model = cfg.model or next((r.metadata["calculator_spec"] for r in runs["mlip"]
+                               if str(r.metadata.get("calculator_spec", "")).startswith("mace:")), None)
+    if model is None:
+        caught.append("no MLIP model known (--model, or mace:PATH in the MLIP runs' metadata): no force/energy parity")
+        return None, {}, []
+    with clock.stage("parity"):
+        try:
+            n, figs = parity_numbers(model_spec(model), runs["reference"], out / "figures" / "parity",
+                                     max_frames=cfg.parity_max_frames, timestep_fs=cfg.timestep_fs,
+                                     device=cfg.device, caught=caught)
+            return model_spec(model), n, figs
+        except ValueError as exc:
+            caught.append(f"parity: {exc}")
+    return model_spec(model), {}, []
+
+
+def _truth(sides: dict, invalid: dict, validation) -> None:
+    """Limits on both sides, the validation verdict on the MLIP side, notes for numbers lost to invalid runs."""
+    from mdma.compare_checks import apply_limits, mark_untrustworthy, note_missing, reference_rdf_bounds
+
+    ref = sides["reference"]
+    bounds = reference_rdf_bounds(ref["numbers"], ref["plots"].get("rdf"))
+    apply_limits(ref["numbers"])
+    apply_limits(sides["mlip"]["numbers"], bounds)
+    for s, o in (("reference", "mlip"), ("mlip", "reference")):
+        note_missing(sides[s]["numbers"], sides[o]["numbers"], s, invalid[s])
+    mark_untrustworthy(sides["mlip"]["numbers"], validation)
+
+
 def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     """Run the comparison; write ``numbers.json``, ``report.html``, ``figures/``; return the numbers dict."""
     import phonion
-    from mdma.compare_modal import model_spec, parity_numbers
+    from mdma.compare_checks import load_validation
     from mdma.compare_report import make_figures, write_report
     from mdma.mdma_cli import _clean
 
     t0 = time.perf_counter()
+    validation = load_validation(cfg.validation)
     out = Path(cfg.output).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     clock, caught = _Clock(progress), []
-    with clock.stage("finding runs"), warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        runs = {s: discover_runs(getattr(cfg, s), s, timestep_fs=cfg.timestep_fs, exclude=out) for s in SIDES}
-        check_species(cfg.reference, runs["reference"], cfg.mlip, runs["mlip"], cfg.mobile, cfg.anion)
-        runs = {s: [r if r.temperature_K is not None else load_run(r, timestep_fs=cfg.timestep_fs)[1]
-                    for r in runs[s]] for s in SIDES}
-        fallback = first_frame(runs["reference"][0], cfg.timestep_fs)
-    caught += [str(x.message) for x in w]
+    with clock.stage("finding runs"):
+        runs, invalid, fallback, found = _find_runs(cfg, out, caught)
     ctx = {"clock": clock, "caught": caught, "out": out, "velocities": _velocity_policy(runs),
            "headline": _headline(runs, caught), "calculators": _calculators(cfg, runs), "computed": {},
            "fallback": fallback, "progress": progress}
-    labels = {s: _label(s, runs[s]) for s in SIDES}
+    labels = {s: _label(s, found[s]) for s in SIDES}
     sides = {}
     for s in SIDES:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             sides[s] = _analyse_side(s, runs[s], cfg, ctx)
         caught += [f"{s}: {x.message}" for x in w]
-    model = cfg.model or next((r.metadata["calculator_spec"] for r in runs["mlip"]
-                               if str(r.metadata.get("calculator_spec", "")).startswith("mace:")), None)
-    figures: dict = {}
-    if model is None:
-        caught.append("no MLIP model known (--model, or mace:PATH in the MLIP runs' metadata): no force/energy parity")
-    else:
-        with clock.stage("parity"):
-            try:
-                n, figures["parity"] = parity_numbers(
-                    model_spec(model), runs["reference"], out / "figures" / "parity",
-                    max_frames=cfg.parity_max_frames, timestep_fs=cfg.timestep_fs, device=cfg.device, caught=caught)
-                sides["mlip"]["numbers"].update(n)
-            except ValueError as exc:
-                caught.append(f"parity: {exc}")
+    model, parity, figures = _parity(cfg, runs, out, clock, caught)
+    sides["mlip"]["numbers"].update(parity)
+    figures = {"parity": figures} if figures else {}
+    _truth(sides, invalid, validation)
     result = {
         "phonion_version": phonion.__version__,
+        "mlip_validation": validation,
+        "invalid_runs": [r.invalid_entry() for s in SIDES for r in invalid[s]],
         "settings": {k: v for k, v in asdict(cfg).items()},
         "velocities": ctx["velocities"],
         "headline_temperature_K": ctx["headline"],
-        "model": None if model is None else model_spec(model),
+        "model": model,
         **{s: {"label": labels[s], "dir": str(getattr(cfg, s)), "calculator": ctx["calculators"][s],
                "runs": [r.to_dict() for r in runs[s]], **sides[s]["info"], "numbers": sides[s]["numbers"]}
            for s in SIDES},

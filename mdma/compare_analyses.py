@@ -17,7 +17,12 @@ so identical inputs give identical numbers (no random seeds anywhere).
 * Diffusion: ``md.diffusion_run.analyse_trajectory`` per run; Arrhenius of the tracer D* over the
   non-fixed runs (``md.conductivity.arrhenius_fit``); σ(300 K) by Nernst–Einstein with D* (the paper's
   convention, Haven ratio taken as 1); Haven ratio per temperature. Several runs at one temperature
-  (seeds) are averaged: mean, σ = √(Σσ²)/n.
+  (seeds) are averaged: mean, σ = √(Σσ²)/n. Runs are grouped (and keys named) by their set-point; the T
+  of the Arrhenius fit and of Nernst–Einstein is each run's *measured* mean kinetic temperature
+  (``Run.fit_temperature_K``; the set-point only for files that record no temperatures, said in the note).
+
+:data:`LIMITS` is the one place of the limits every number must also meet to count as converged (applied
+to both sides by :func:`mdma.compare_checks.apply_limits`, stated in the report's "why not converged").
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import warnings
 import numpy as np
 
 __all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "vdos_numbers",
-           "diffusion_numbers", "MIN_MSD_A2", "MIN_FIT_FRAMES"]
+           "diffusion_numbers", "MIN_MSD_A2", "MIN_FIT_FRAMES", "LIMITS", "RELATIVE_UNCERTAINTY_LIMIT",
+           "PARITY_FORCE_RMSE_LIMIT_MEV_A"]
 
 #: a D from an MSD that never reaches this (Å², end of the fit window) is flagged "not converged"
 MIN_MSD_A2 = 5.0
@@ -39,6 +45,27 @@ RDF_MAX_A = 6.0
 ALIAS_FRACTION = 0.02
 #: nor one from frames further apart than this (Nyquist 50 THz; md.velocities warns beyond it too)
 MAX_VDOS_FRAME_FS = 10.0
+
+#: limits beyond each analysis's own checks; a number that fails one is never converged (the failed
+#: criterion goes into its note):
+#: * ``transport_relative_uncertainty``: σ/|value| above this for the transport numbers (D*, D_σ, σ, Haven
+#:   ratio, E_a, D0, D(300 K), σ(300 K), fixed-O ratios, MDMA D_σ) that carry an uncertainty;
+#: * ``share_range``: MDMA shares (harmonic, anharmonic, O_e / O_c / O_n) outside [lo, hi];
+#: * ``haven_ratio_range``: a Haven ratio outside (lo, hi];
+#: * ``diffusivity_min_cm2_s``: a diffusivity (or conductivity) ≤ this;
+#: * ``rdf_peak_min_fraction``: an MLIP RDF first peak closer than this fraction of the reference's first
+#:   peak of the same pair, or than the reference's closest approach of that pair;
+#: * ``parity_force_rmse_max_meV_A``: a parity force RMSE above this is not OK (red, never "yes").
+LIMITS = {
+    "transport_relative_uncertainty": 0.5,
+    "share_range": (-0.1, 1.1),
+    "haven_ratio_range": (0.0, 10.0),
+    "diffusivity_min_cm2_s": 0.0,
+    "rdf_peak_min_fraction": 0.8,
+    "parity_force_rmse_max_meV_A": 100.0,
+}
+RELATIVE_UNCERTAINTY_LIMIT = LIMITS["transport_relative_uncertainty"]
+PARITY_FORCE_RMSE_LIMIT_MEV_A = LIMITS["parity_force_rmse_max_meV_A"]
 
 
 def _f(x):
@@ -225,7 +252,7 @@ def _one_run(traj, run, mobile: str, caught: list):
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        res = analyse_trajectory(traj, mobile, temperature_K=run.temperature_K)
+        res = analyse_trajectory(traj, mobile, temperature_K=run.fit_temperature_K)
     caught.extend(f"{run.side} {run.name}: {x.message}" for x in w)
     d = res.to_dict()
     ok, why = _diffusion_flags(d, res)
@@ -246,14 +273,61 @@ def _per_t(records, side, key, dkey, ekey, unit, label, numbers, prefix=""):
         bad = [f"{r['run'].name}: {r['why']}" for r in recs if not r["converged"]]
         numbers[key.format(t=tkey(t))] = number(
             val, unit, side, [f for r in recs for f in r["run"].files], uncertainty=err, converged=not bad,
-            note=f"{label}; {len(recs)} run(s)" + (f"; not converged: {' | '.join(bad)}" if bad else ""))
+            note=f"{label}; {len(recs)} run(s); {_measured_note(recs)}"
+                 + (f"; not converged: {' | '.join(bad)}" if bad else ""))
+
+
+def _measured_note(recs) -> str:
+    """Which temperatures the runs had: measured means beside the set-points (module docstring)."""
+    runs = [r["run"] for r in recs]
+    meas = ", ".join(f"{r.fit_temperature_K:.4g}" for r in runs)
+    sets = ", ".join(f"{r.temperature_K:g}" for r in runs)
+    fallback = [r.name for r in runs if r.temperature_K_measured is None
+                or r.temperature_measured_source.startswith("set-point")]
+    return (f"T measured {meas} K (set-point {sets} K)"
+            + (f"; no recorded temperatures in {', '.join(fallback)}: set-point used" if fallback else ""))
+
+
+def _arrhenius(free, side: str, numbers: dict, caught: list):
+    """E_a, D0, D(300 K), σ(300 K) from the non-fixed runs with D* > 0 against their measured T; the fit."""
+    from md.conductivity import arrhenius_fit, nernst_einstein_conductivity_mS_cm
+
+    pts = [r for r in free if r["dict"]["tracer_diffusivity_cm2_s"] > 0]
+    temps = sorted({r["run"].temperature_K for r in pts})
+    if len(temps) < 2:
+        caught.append(f"{side}: no Arrhenius fit: non-fixed runs with D* > 0 at {len(temps)} temperature(s) "
+                      f"({', '.join(f'{t:g} K' for t in temps) or 'none'}); it needs at least 2")
+        return None
+    t = np.array([r["run"].fit_temperature_K for r in pts])
+    d = np.array([r["dict"]["tracer_diffusivity_cm2_s"] for r in pts])
+    e = np.array([r["dict"]["tracer_diffusivity_err_cm2_s"] or np.nan for r in pts])
+    fit = arrhenius_fit(t, d, None if np.isnan(e).all() else e)
+    n_cm3 = float(np.mean([r["dict"]["carrier_density_cm3"] for r in pts]))
+    d300, lo, hi, s_ln = fit.predict(300.0)
+    unit = nernst_einstein_conductivity_mS_cm(1.0, 300.0, n_cm3)
+    bad = [f"{r['run'].name}: {r['why']}" for r in pts if not r["converged"]]
+    ok = not bad
+    src = [f for r in pts for f in r["run"].files]
+    base = (f"weighted fit of ln D* vs 1/T over {len(pts)} run(s) at {len(temps)} temperatures, "
+            f"{_measured_note(pts)}"
+            + (" (2 temperatures: the line is exact, no check of linearity)" if len(temps) == 2 else "")
+            + (f"; not converged: {' | '.join(bad)}" if bad else ""))
+    numbers["E_a_meV"] = number(1e3 * fit.activation_energy_eV, "meV", side, src,
+                                uncertainty=1e3 * fit.activation_energy_err_eV, converged=ok, note=base)
+    numbers["D0_cm2_s"] = number(fit.prefactor_cm2_s, "cm²/s", side, src, uncertainty=fit.prefactor_err_cm2_s,
+                                 converged=ok, note=base)
+    band = f"; ±1σ band [{lo:.3g}, {hi:.3g}] cm²/s (σ = D·σ_lnD)"
+    numbers["D_300K_cm2_s"] = number(d300, "cm²/s", side, src, uncertainty=d300 * s_ln, converged=ok,
+                                     note="Arrhenius extrapolation of D* to 300 K" + band + "; " + base)
+    numbers["sigma_300K_mS_cm"] = number(
+        d300 * unit, "mS/cm", side, src, uncertainty=d300 * s_ln * unit, converged=ok,
+        note=f"Nernst–Einstein with D*(300 K) (Haven ratio 1, as the paper), n = {n_cm3:.4g} cm⁻³; " + base)
+    return fit
 
 
 def diffusion_numbers(loaded, side: str, mobile: str, caught: list):
     """Diffusion of every run, per-temperature D*, D_σ, Haven ratio, the Arrhenius fit over the non-fixed
     runs, and the fixed-anion runs. ``loaded``: list of (trajectory, run). Returns (numbers, plot data)."""
-    from md.conductivity import arrhenius_fit, nernst_einstein_conductivity_mS_cm
-
     records = []
     for traj, run in loaded:
         try:
@@ -270,55 +344,30 @@ def diffusion_numbers(loaded, side: str, mobile: str, caught: list):
     _per_t(free, side, "sigma_{t}_mS_cm", "conductivity_mS_cm", "conductivity_err_mS_cm", "mS/cm",
            "Nernst–Einstein σ with D_σ", numbers)
     plot = {"msd": [(r["run"].temperature_K, r["run"].name, r["t_ps"], r["msd_A2"]) for r in free],
-            "arrhenius": None, "fixed": {}}
-    pts = [r for r in free if r["dict"]["tracer_diffusivity_cm2_s"] > 0]
-    temps = sorted({r["run"].temperature_K for r in pts})
-    if len(temps) < 2:
-        caught.append(f"{side}: no Arrhenius fit: non-fixed runs with D* > 0 at {len(temps)} temperature(s) "
-                      f"({', '.join(f'{t:g} K' for t in temps) or 'none'}); it needs at least 2")
-    else:
-        t = np.array([r["run"].temperature_K for r in pts])
-        d = np.array([r["dict"]["tracer_diffusivity_cm2_s"] for r in pts])
-        e = np.array([r["dict"]["tracer_diffusivity_err_cm2_s"] or np.nan for r in pts])
-        fit = arrhenius_fit(t, d, None if np.isnan(e).all() else e)
-        n_cm3 = float(np.mean([r["dict"]["carrier_density_cm3"] for r in pts]))
-        d300, lo, hi, s_ln = fit.predict(300.0)
-        unit = nernst_einstein_conductivity_mS_cm(1.0, 300.0, n_cm3)
-        bad = [f"{r['run'].name}: {r['why']}" for r in pts if not r["converged"]]
-        ok = not bad
-        src = [f for r in pts for f in r["run"].files]
-        base = (f"weighted fit of ln D* vs 1/T over {len(pts)} run(s) at {len(temps)} temperatures"
-                + (" (2 temperatures: the line is exact, no check of linearity)" if len(temps) == 2 else "")
-                + (f"; not converged: {' | '.join(bad)}" if bad else ""))
-        numbers["E_a_meV"] = number(1e3 * fit.activation_energy_eV, "meV", side, src,
-                                    uncertainty=1e3 * fit.activation_energy_err_eV, converged=ok, note=base)
-        numbers["D0_cm2_s"] = number(fit.prefactor_cm2_s, "cm²/s", side, src, uncertainty=fit.prefactor_err_cm2_s,
-                                     converged=ok, note=base)
-        band = f"; ±1σ band [{lo:.3g}, {hi:.3g}] cm²/s (σ = D·σ_lnD)"
-        numbers["D_300K_cm2_s"] = number(d300, "cm²/s", side, src, uncertainty=d300 * s_ln, converged=ok,
-                                         note="Arrhenius extrapolation of D* to 300 K" + band + "; " + base)
-        numbers["sigma_300K_mS_cm"] = number(
-            d300 * unit, "mS/cm", side, src, uncertainty=d300 * s_ln * unit, converged=ok,
-            note=f"Nernst–Einstein with D*(300 K) (Haven ratio 1, as the paper), n = {n_cm3:.4g} cm⁻³; " + base)
-        plot["arrhenius"] = fit
+            "arrhenius": _arrhenius(free, side, numbers, caught), "fixed": {}}
     fixed = [r for r in records if r["run"].fixed]
     for cls in ("O_e", "O_c"):
         recs = [r for r in fixed if r["run"].fix == cls]
         _per_t(recs, side, f"D_fixed_{cls}_{{t}}_cm2_s", "tracer_diffusivity_cm2_s",
                "tracer_diffusivity_err_cm2_s", "cm²/s", f"tracer D* with {cls} held fixed", numbers)
-        for t in sorted({r["run"].temperature_K for r in recs}):
-            k_fix, k_free = f"D_fixed_{cls}_{tkey(t)}_cm2_s", f"D_tracer_{tkey(t)}_cm2_s"
-            a, b = numbers.get(k_fix), numbers.get(k_free)
-            plot["fixed"].setdefault(t, {})[cls] = a
-            plot["fixed"][t]["none"] = b
-            if a is None or b is None or not a["value"] or not b["value"] or b["value"] <= 0:
-                continue
-            ratio = a["value"] / b["value"]
-            err = None
-            if a["uncertainty"] is not None and b["uncertainty"] is not None:
-                err = abs(ratio) * math.hypot(a["uncertainty"] / a["value"], b["uncertainty"] / b["value"])
-            numbers[f"D_fixed_{cls}_{tkey(t)}_over_free"] = number(
-                ratio, "", side, a["source"] + ", " + b["source"], uncertainty=err,
-                converged=a["converged"] and b["converged"],
-                note=f"D*({cls} fixed) / D*(unconstrained) at {t:g} K")
+        _fixed_ratios(recs, cls, side, numbers, plot)
     return numbers, plot
+
+
+def _fixed_ratios(recs, cls: str, side: str, numbers: dict, plot: dict) -> None:
+    """D*(cls fixed) / D*(unconstrained) per temperature."""
+    for t in sorted({r["run"].temperature_K for r in recs}):
+        k_fix, k_free = f"D_fixed_{cls}_{tkey(t)}_cm2_s", f"D_tracer_{tkey(t)}_cm2_s"
+        a, b = numbers.get(k_fix), numbers.get(k_free)
+        plot["fixed"].setdefault(t, {})[cls] = a
+        plot["fixed"][t]["none"] = b
+        if a is None or b is None or not a["value"] or not b["value"] or b["value"] <= 0:
+            continue
+        ratio = a["value"] / b["value"]
+        err = None
+        if a["uncertainty"] is not None and b["uncertainty"] is not None:
+            err = abs(ratio) * math.hypot(a["uncertainty"] / a["value"], b["uncertainty"] / b["value"])
+        numbers[f"D_fixed_{cls}_{tkey(t)}_over_free"] = number(
+            ratio, "", side, a["source"] + ", " + b["source"], uncertainty=err,
+            converged=a["converged"] and b["converged"],
+            note=f"D*({cls} fixed) / D*(unconstrained) at {t:g} K")

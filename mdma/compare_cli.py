@@ -18,9 +18,12 @@ Each trajectory file under a directory is one run (phonion md / reference write 
 vasprun.xml, OUTCAR, XDATCAR[.gz], *.extxyz, *.traj). Temperatures come from the run metadata, a <T>K or
 T<T>_ pattern in the path, or the mean kinetic temperature. Runs with O_e / O_c held fixed (metadata fix)
 are kept apart. When any run lacks velocities, both sides' velocities are derived from positions.
+Runs whose run.json is not "complete" (invalid, failed, interrupted, running) are left out of every analysis
+and listed first; Arrhenius and Nernst–Einstein use each run's measured mean temperature.
 outputs in OUT: numbers.json (every number: value, uncertainty, unit, side, source, converged, note;
-differences mlip − reference; warnings), report.html (self-contained, figures embedded), figures/*.png,
-phonons/<side>/ (cached force constants), mdma/<side>/<run>/, pfc/<side>/."""
+differences mlip − reference; invalid_runs; mlip_validation; warnings), report.html (self-contained,
+figures embedded), figures/*.png, phonons/<side>/ (cached force constants), mdma/<side>/<run>/, pfc/<side>/.
+A `compare` example that gates on the MLIP:  phonion compare ... --validation validate-out/validation.json"""
 
 
 def add_compare_parser(sub, formatter) -> None:
@@ -60,6 +63,10 @@ def add_compare_parser(sub, formatter) -> None:
     p.add_argument("--tau-max-ps", type=float, default=None, help="MDMA correlation window (none: half a block)")
     p.add_argument("--device", default=None, help="cpu | cuda for the calculators (none: automatic)")
     p.add_argument("--parity-max-frames", type=int, default=200, help="most reference frames for the parity")
+    p.add_argument("--validation", default=None, metavar="PATH",
+                   help="the JSON written by `phonion validate` (or its directory): the report opens with its "
+                        "verdict; when it failed, every MLIP number is marked not converged (not trustworthy). "
+                        "None: the MLIP is reported as not validated")
     p.add_argument("--json", action="store_true", help="print numbers.json instead of the summary")
     p.add_argument("--quiet", action="store_true", help="no stage messages on stderr")
     p.set_defaults(func=_cmd_compare)
@@ -80,6 +87,21 @@ def _line(key: str, result: dict) -> str | None:
     return f"{key:>34}: {cells[0]:<36} {cells[1]}"
 
 
+def _verdict(result: dict) -> None:
+    """The MLIP gate verdict and the invalid runs, first."""
+    from mdma.compare_checks import failed_checks
+
+    v = result.get("mlip_validation")
+    if v is None:
+        print("MLIP fit for MD: not validated (numbers from the MLIP are not trustworthy until `phonion validate` "
+              "passes)")
+    else:
+        print(f"MLIP fit for MD: {'PASSED' if v['passed'] else 'FAILED'}"
+              + ("" if v["passed"] else f" ({', '.join(failed_checks(v))}): every MLIP number is not trustworthy"))
+    for r in result.get("invalid_runs") or []:
+        print(f"invalid run left out: {r['side']} {r['run']} ({r['status']}: {r['reason']})", file=sys.stderr)
+
+
 def _cmd_compare(args) -> int:
     from mdma.compare import CompareConfig, run_compare
     from mdma.compare_report import HEADLINE_KEYS
@@ -91,11 +113,12 @@ def _cmd_compare(args) -> int:
                         reference_phonons=args.reference_phonons, mlip_phonons=args.mlip_phonons,
                         structure=args.structure, mobile=args.mobile, anion=args.anion,
                         timestep_fs=args.timestep_fs, tau_max_ps=args.tau_max_ps, device=args.device,
-                        parity_max_frames=args.parity_max_frames)
+                        parity_max_frames=args.parity_max_frames, validation=args.validation)
     result = run_compare(cfg, progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return 0
+    _verdict(result)
     print(f"{'reference':>34}: {result['reference']['label']}")
     print(f"{'mlip':>34}: {result['mlip']['label']}")
     for key in HEADLINE_KEYS:

@@ -252,7 +252,7 @@ def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, v
     records = []
     for run in runs:
         out = Path(out_dir) / run.name.replace("/", "__")
-        temp = None if run.temperature_source.startswith("kinetic") else run.temperature_K
+        temp = None if run.temperature_source.startswith("kinetic") else run.fit_temperature_K  # measured
         try:
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")

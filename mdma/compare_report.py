@@ -2,10 +2,12 @@
 
 The report needs no network and no scripts: inline CSS, every figure embedded as a base64 PNG
 (``<img src="data:image/png;base64,...">``). It is meant for a reader who did not run the comparison:
-a header (what was compared: labels, files, temperatures, run lengths), a summary table (quantity,
-reference ± σ, MLIP ± σ, difference, converged?), the list of numbers too short to be converged, one
-section per analysis (``<section data-section="...">``) with its figures and what they show, and the
-warnings.
+it opens with the MLIP gate verdict ("MLIP fit for MD: PASSED / FAILED" with the checks of ``phonion
+validate``, or "not validated") and, in a red box, the runs left out as invalid; then a header (what was
+compared: labels, files, set-point and measured temperatures, run lengths), a summary table (quantity,
+reference ± σ, MLIP ± σ, difference, converged?), why numbers are not converged (with the limits of
+:data:`mdma.compare_analyses.LIMITS`), one section per analysis (``<section data-section="...">``) with
+its figures and what they show, and the warnings.
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ CSS = """body{font-family:sans-serif;max-width:1150px;margin:1.5em auto;color:#2
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em}td,th{border:1px solid #bbb;padding:.2em .5em;
 text-align:left}th{background:#eee}.no{color:#b00;font-weight:bold}.yes{color:#070}img{max-width:100%;
 border:1px solid #ddd;margin:.4em 0}.note{color:#555;font-size:.85em}.surrogate{background:#fff3cd;
-padding:.4em .7em;border-left:4px solid #e0a800}section{margin-top:1.6em}"""
+padding:.4em .7em;border-left:4px solid #e0a800}section{margin-top:1.6em}.gate{padding:.5em .8em;margin:.6em 0}
+.pass{background:#e6f4ea;border-left:6px solid #070}.fail{background:#fde8e8;border-left:6px solid #b00}
+.unvalidated{background:#fff3cd;border-left:6px solid #e0a800}.invalid{background:#fde8e8;border:2px solid #b00;
+padding:.4em .8em;margin:.6em 0}"""
 
 
 def make_figures(plots: dict, result: dict, fig_dir, mobile: str) -> dict:
@@ -117,15 +122,21 @@ def _g(x, fmt="g", unit="") -> str:
     return "—" if x is None else f"{format(x, fmt)}{unit}"
 
 
+def _temperature_cell(r: dict) -> str:
+    meas, setp = r.get("temperature_K_measured"), r.get("temperature_K_setpoint")
+    return (f"{_g(meas, '.4g', ' K')}<br><span class=note>{_e(r.get('temperature_measured_source', ''))}</span>"
+            f"</td><td>{_g(setp, unit=' K')}<br><span class=note>{_e(r['temperature_source'])}</span>")
+
+
 def _runs_table(side: dict) -> str:
     rows = "".join(
-        f"<tr><td>{_e(r['name'])}</td><td>{_g(r['temperature_K'], unit=' K')}<br><span class=note>"
-        f"{_e(r['temperature_source'])}</span></td><td>{_e(r['fix'])}</td><td>{r['n_frames']}</td>"
+        f"<tr><td>{_e(r['name'])}</td><td>{_temperature_cell(r)}</td><td>{_e(r['fix'])}</td><td>{r['n_frames']}</td>"
         f"<td>{_g(r['duration_ps'], '.3g', ' ps')}</td><td>{_g(r['frame_interval_fs'], unit=' fs')}</td>"
         f"<td>{'yes' if r['has_velocities'] else 'no'}</td><td>{'yes' if r['has_forces'] else 'no'}</td>"
         f"<td class=note>{_e(', '.join(r['files']))}</td></tr>" for r in side["runs"])
-    return ("<table><tr><th>run</th><th>T</th><th>fixed</th><th>frames</th><th>length</th><th>frame interval</th>"
-            f"<th>velocities</th><th>forces</th><th>files</th></tr>{rows}</table>")
+    return ("<table><tr><th>run</th><th>T measured (Arrhenius, Nernst–Einstein)</th><th>T set-point</th>"
+            "<th>fixed</th><th>frames</th><th>length</th><th>frame interval</th><th>velocities</th>"
+            f"<th>forces</th><th>files</th></tr>{rows}</table>")
 
 
 def _row(key, ref, mlip, diff) -> str:
@@ -135,10 +146,69 @@ def _row(key, ref, mlip, diff) -> str:
             f"<td class={'yes' if ok else 'no'}>{'yes' if ok else 'no'}</td></tr>")
 
 
+def _num(x) -> str:
+    return f"{x:.4g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else ("—" if x is None else str(x))
+
+
+def _gate(result: dict) -> str:
+    """The MLIP verdict of ``phonion validate``: checks table and committee uncertainty, or "not validated"."""
+    v = result.get("mlip_validation")
+    if v is None:
+        return ("<div class='gate unvalidated'><h2>MLIP fit for MD: not validated</h2><p>No <code>--validation"
+                "</code> given: numbers from the MLIP are not trustworthy until <code>phonion validate</code> "
+                "passes.</p></div>")
+    ok = bool(v.get("passed"))
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(_num(c.get('value')))}</td><td>{_e(_num(c.get('limit')))}</td>"
+        f"<td class={'yes' if c.get('passed') else 'no'}>{'pass' if c.get('passed') else 'fail'}</td></tr>"
+        for k, c in (v.get("checks") or {}).items() if isinstance(c, dict))
+    p99 = v.get("uncertainty_p99_meV_A")
+    unc = ("no committee: no uncertainty estimate" if p99 is None
+           else f"committee force spread, 99th percentile: {_num(p99)} meV/Å")
+    by_t = v.get("force_rmse_by_temperature_meV_A") or {}
+    temps = ", ".join(f"{t} K: {_num(x)}" for t, x in by_t.items() if x is not None)
+    rmse = v.get("force_rmse_meV_A")
+    extra = "" if ok else "<p><b>Every MLIP number below is marked not converged (not trustworthy).</b></p>"
+    return (f"<div class='gate {'pass' if ok else 'fail'}'><h2>MLIP fit for MD: {'PASSED' if ok else 'FAILED'}</h2>"
+            f"{extra}<table><tr><th>check</th><th>value</th><th>limit</th><th>result</th></tr>{rows}</table>"
+            f"<p>Uncertainty: {_e(unc)}. Held-out force RMSE: {_e(_num(rmse))} meV/Å"
+            f"{_e(f' (by temperature: {temps} meV/Å)' if temps else '')}.</p></div>")
+
+
+def _invalid_box(result: dict) -> str:
+    bad = result.get("invalid_runs") or []
+    if not bad:
+        return ""
+    rows = "".join(f"<tr><td>{_e(r['side'])}</td><td>{_e(r['run'])}</td><td>{_e(r['status'])}</td>"
+                   f"<td>{_e(r.get('reason') or '—')}</td><td>{_e(_g(r.get('step')))}</td></tr>" for r in bad)
+    return (f"<div class=invalid><b>{len(bad)} invalid run(s), left out of every fit and analysis on both sides"
+            "</b><table><tr><th>side</th><th>run</th><th>status</th><th>reason</th><th>step</th></tr>"
+            f"{rows}</table></div>")
+
+
+def _why_not(result: dict) -> str:
+    from mdma.compare_checks import limit_lines
+
+    short: dict = {}
+    for s in ("reference", "mlip"):
+        for k, n in result[s]["numbers"].items():
+            if not n["converged"]:
+                short.setdefault(k, ([], n["note"]))[0].append(s)
+    limits = "".join(f"<li>{_e(x)}</li>" for x in limit_lines())
+    listed = (f"<p>{len(short)} quantities did not pass their checks (too short to be converged, too few "
+              "frames in a fit window, a running integral without a plateau, too noisy, physically impossible, "
+              "no value, or an MLIP that failed validation):</p><ul>"
+              + "".join(f"<li><b>{_e(k)}</b> ({_e(', '.join(s))}): {_e(note)}</li>" for k, (s, note) in short.items())
+              + "</ul>" if short else "<p>Every number passed its convergence checks (none is too short to be "
+              "converged).</p>")
+    return (f"<h2>Why not converged</h2>{listed}<p>Limits every number must also meet (otherwise it is never "
+            f"converged):</p><ul>{limits}</ul>")
+
+
 def _summary(result: dict, keys) -> str:
     r, m, d = (result["reference"]["numbers"], result["mlip"]["numbers"], result["differences"])
     head = ("<table><tr><th>quantity</th><th>reference ± σ</th><th>MLIP ± σ</th><th>difference (MLIP − ref)</th>"
-            "<th>converged?</th></tr>")
+            "<th>converged / OK?</th></tr>")
     return head + "".join(_row(k, r.get(k), m.get(k), d.get(k)) for k in keys) + "</table>"
 
 
@@ -147,7 +217,8 @@ def write_report(result: dict, figures: dict, path) -> Path:
     ref, mlip = result["reference"], result["mlip"]
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>phonion compare</title>"
              f"<style>{CSS}</style></head><body>",
-             f"<h1>phonion compare: {_e(ref['label'])} vs {_e(mlip['label'])}</h1>",
+             f"<h1>phonion compare: {_e(ref['label'])} vs {_e(mlip['label'])}</h1>", _gate(result),
+             _invalid_box(result),
              f"<p class=note>phonion {_e(result['phonion_version'])}; output of <code>phonion compare</code>. "
              f"Velocities: {_e(result['velocities']['note'])}. Headline temperature: "
              f"{_e(', '.join(f'{s} {t:g} K' for s, t in result['headline_temperature_K'].items() if t is not None))}."
@@ -165,16 +236,7 @@ def write_report(result: dict, figures: dict, path) -> Path:
     rest = sorted(set(ref["numbers"]) | set(mlip["numbers"]) - set(present))
     parts.append(f"<details><summary>all {len(rest) + len(present)} numbers</summary>{_summary(result, rest)}"
                  "</details>")
-    short: dict = {}
-    for s in ("reference", "mlip"):
-        for k, n in result[s]["numbers"].items():
-            if not n["converged"]:
-                short.setdefault(k, ([], n["note"]))[0].append(s)
-    parts.append("<h2>Too short to be converged</h2>" + (
-        f"<p>{len(short)} quantities did not pass their convergence checks (too short a run, too few frames in "
-        "a fit window, a running integral without a plateau, or no value):</p><ul>"
-        + "".join(f"<li><b>{_e(k)}</b> ({_e(', '.join(s))}): {_e(note)}</li>" for k, (s, note) in short.items())
-        + "</ul>" if short else "<p>Every number passed its convergence checks.</p>"))
+    parts.append(_why_not(result))
     for sec, (title, text) in SECTIONS.items():
         if sec not in figures:
             continue

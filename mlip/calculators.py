@@ -10,6 +10,10 @@ SPEC                        calculator
 ``chgnet:<path>``           CHGNet from a saved model file
 ``emt``                     ASE's EMT (metals + H, C, N, O only; fast tests)
 ``mace:<path to .model>``   mace-torch's own ``MACECalculator`` on a trained model file
+``mace:<a>,<b>,<c>``        a *committee*: mace's ``MACECalculator`` over several model files
+                            (globs allowed, e.g. ``mace:train/member*/model.model``); the
+                            mean energy / forces / stress drive MD, and ``results`` also hold
+                            the members' spread (``forces_var``, ``energy_var``: the uncertainty)
 ``module:function``         any importable function returning an ASE calculator
                             (how a VASP user plugs in ``ase.calculators.vasp.Vasp``)
 ==========================  ===============================================================
@@ -50,6 +54,9 @@ class CalculatorSpec:
         if self.kind == "emt":
             return "ASE EMT"
         if self.kind == "mace":
+            files = committee_files(self.target) if self.target else []
+            if len(files) > 1:
+                return f"MACE committee ({len(files)} models: {', '.join(files)})"
             return f"MACE ({self.target})"
         return f"{self.target}"
 
@@ -133,20 +140,75 @@ def _build_chgnet(spec, device, dtype, opts):
     return CHGNetCalculator(model=model, use_device=device)
 
 
-def _build_mace(spec, device, dtype, opts):
-    path = Path(spec.target)
-    if not path.is_file():
-        raise CalculatorSpecError(f"{path}: no such MACE model file (SPEC {spec.text!r})")
-    # mace must be imported before e3nn with torch 2.13 (weights-only unpickling)
-    from mace.calculators import MACECalculator
+def committee_files(target: str) -> list[str]:
+    """The model files of a ``mace:`` target: comma-separated paths, each possibly a glob (sorted)."""
+    import glob
 
+    files = []
+    for part in (p.strip() for p in str(target).split(",")):
+        if not part:
+            continue
+        matches = sorted(glob.glob(part)) if any(c in part for c in "*?[") else [part]
+        files.extend(matches or [part])
+    return files
+
+
+def load_mace_models(files: list[str], device: str = "cpu") -> list:
+    """``torch.load`` each MACE model file; a committee must agree on elements and cutoff.
+
+    Raises CalculatorSpecError naming the file (missing, not a MACE model) or the members that
+    disagree (elements, r_max): mean forces of models with other species tables or cutoffs are
+    not a committee.
+    """
+    import mace  # noqa: F401  (mace before e3nn with torch 2.13)
+    import torch
+
+    models = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise CalculatorSpecError(f"{path}: no such MACE model file")
+        try:
+            model = torch.load(path, map_location=device, weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - torch.load / pickle errors: say which file
+            raise CalculatorSpecError(f"{path}: cannot load as a MACE model: {exc}") from exc
+        if not all(hasattr(model, a) for a in ("atomic_numbers", "r_max")):
+            raise CalculatorSpecError(f"{path}: not a MACE model ({type(model).__name__})")
+        models.append(model)
+    if len(models) > 1:
+        from ase.data import chemical_symbols
+
+        def describe(m):
+            zs = sorted(int(z) for z in m.atomic_numbers)
+            return [chemical_symbols[z] for z in zs], round(float(m.r_max), 6)
+
+        first = describe(models[0])
+        for f, m in zip(files[1:], models[1:]):
+            els, r_max = describe(m)
+            if els != first[0]:
+                raise CalculatorSpecError(f"committee members disagree on elements: {files[0]} has "
+                                          f"{', '.join(first[0])}, {f} has {', '.join(els)}")
+            if r_max != first[1]:
+                raise CalculatorSpecError(f"committee members disagree on r_max: {files[0]} has "
+                                          f"{first[1]:g} Å, {f} has {r_max:g} Å")
+    return models
+
+
+def _build_mace(spec, device, dtype, opts):
+    files = committee_files(spec.target)
+    if not files:
+        raise CalculatorSpecError(f"{spec.text!r}: no model file given")
     dtype = dtype or ("float32" if str(device).startswith("cuda") else "float64")
     if dtype not in ("float32", "float64"):
         raise CalculatorSpecError(f"{spec.text!r}: dtype must be float32 or float64, got {dtype!r}")
+    models = load_mace_models(files, device=device)
+    # mace must be imported before e3nn with torch 2.13 (weights-only unpickling)
+    from mace.calculators import MACECalculator
+
     try:
-        return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype, **opts)
-    except Exception as exc:  # torch.load / pickle errors: say which file
-        raise CalculatorSpecError(f"{path}: cannot load as a MACE model: {exc}") from exc
+        return MACECalculator(models=models, device=device, default_dtype=dtype, **opts)
+    except Exception as exc:  # noqa: BLE001 - say which file(s)
+        raise CalculatorSpecError(f"{', '.join(files)}: cannot build a MACE calculator: {exc}") from exc
 
 
 def _build_python(spec, device, dtype, opts):

@@ -72,6 +72,9 @@ class DataConfig:
     skip_incomplete_frames : drop frames lacking forces or energy instead of failing
     use_stress : train on stress where all frames of a run have it
     temperatures_K : optional mapping file name → temperature label, K (else metadata / file name)
+    train_only_files : files of independent configurations (e.g. frames labelled by active
+        learning: ``phonion learn``) whose frames all go to the training split — no time blocks,
+        no gap, no consecutive-frame work check (their frames are not a time series)
     max_rms_force_eV_A, max_energy_jump_eV_atom, max_e0_residual_eV_atom : unit-check thresholds
     """
 
@@ -89,8 +92,12 @@ class DataConfig:
     max_rms_force_eV_A: float = 20.0
     max_energy_jump_eV_atom: float = 1.0
     max_e0_residual_eV_atom: float = 1.0
+    train_only_files: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "train_only_files", tuple(
+            str(p) for p in ([self.train_only_files] if isinstance(self.train_only_files, str)
+                             else self.train_only_files)))
         files = tuple(tuple(str(p) for p in f) if isinstance(f, (list, tuple)) else str(f)
                       for f in ([self.files] if isinstance(self.files, str) else self.files))
         object.__setattr__(self, "files", files)
@@ -243,7 +250,7 @@ def run_temperature(traj, files, overrides=None) -> float | None:
     return temperature_from_name(" ".join(files))
 
 
-def _check_run(cfg: DataConfig, traj, name: str, usable: np.ndarray) -> None:
+def _check_run(cfg: DataConfig, traj, name: str, usable: np.ndarray, time_series: bool = True) -> None:
     """Unit and consistency checks on one run (frames with energy and forces only)."""
     n = traj.n_atoms
     forces, energies = traj.forces[usable], traj.energies[usable]
@@ -262,7 +269,7 @@ def _check_run(cfg: DataConfig, traj, name: str, usable: np.ndarray) -> None:
                          "inside one file")
     idx = np.flatnonzero(usable)
     pairs = idx[np.flatnonzero(np.diff(idx) == 1)]
-    if len(pairs) >= 10:
+    if time_series and len(pairs) >= 10:
         p, f, e = traj.positions, traj.forces, traj.energies
         slope, corr = work_slope(p[pairs], p[pairs + 1], f[pairs], f[pairs + 1], e[pairs], e[pairs + 1])
         if corr > 0.9 and not 0.5 < slope < 2.0:
@@ -336,7 +343,8 @@ def build_dataset(cfg: DataConfig) -> Dataset:
     from md.io import read_trajectory
 
     runs_data = []
-    for files in expand_runs(cfg.files):
+    train_only = set(expand_runs(cfg.train_only_files)) if cfg.train_only_files else set()
+    for files in expand_runs(cfg.files) + sorted(train_only):
         name = " + ".join(files)
         traj = read_trajectory(list(files), fmt=cfg.format, timestep_fs=cfg.timestep_fs, every=int(cfg.every))
         has_f, has_e = traj.frames_with("forces"), traj.frames_with("energies")
@@ -349,11 +357,14 @@ def build_dataset(cfg: DataConfig) -> Dataset:
                              "XDATCAR (positions only). Set data.skip_incomplete_frames: true to drop them")
         if not usable.any():
             raise ValueError(f"{name}: no frame has both energy and forces; nothing to train on")
-        _check_run(cfg, traj, name, usable)
-        idx = split_indices(traj.n_frames, cfg.fractions, int(cfg.n_blocks), int(cfg.gap_frames))
-        idx = {s: v[usable[v]] for s, v in idx.items()}
+        _check_run(cfg, traj, name, usable, time_series=files not in train_only)
+        if files in train_only:
+            idx = {"train": np.flatnonzero(usable), "val": np.zeros(0, int), "test": np.zeros(0, int)}
+        else:
+            idx = split_indices(traj.n_frames, cfg.fractions, int(cfg.n_blocks), int(cfg.gap_frames))
+            idx = {s: v[usable[v]] for s, v in idx.items()}
         for s, frac in zip(SPLITS, cfg.fractions):
-            if frac > 0 and len(idx[s]) == 0:
+            if frac > 0 and len(idx[s]) == 0 and files not in train_only:
                 raise ValueError(f"{name}: the {s} block is empty ({traj.n_frames} frames, fractions "
                                  f"{cfg.fractions}, gap {cfg.gap_frames}, every {cfg.every}); use more "
                                  "frames, a smaller gap or other fractions")

@@ -36,6 +36,9 @@ class ReferenceConfig:
     supercell: tuple[int, int, int] = (1, 1, 1)
     seed: int = 0
     output: str = "reference"
+    #: sanity floors of the reference MD: this × each species pair's closest approach in the
+    #: starting (super)cell (``md.guards.learn_pair_floors``); None: only the absolute floor
+    pair_floor_fraction: float | None = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "temperatures_K", tuple(float(t) for t in self.temperatures_K))
@@ -49,13 +52,22 @@ class ReferenceConfig:
 
         temp = self.temperatures_K[k]
         checkpoint = max(self.sample_every, (self.steps // 10) // self.sample_every * self.sample_every)
-        return MDConfig(structure=self.structure, calculator=self.calculator, temperature_K=temp,
-                        steps=self.steps, timestep_fs=self.timestep_fs,
-                        equilibration_steps=self.equilibration_steps, ensemble=self.ensemble,
-                        thermostat_time_fs=self.thermostat_time_fs,
-                        sample_every=self.sample_every, seed=self.seed + k, supercell=self.supercell,
-                        checkpoint_every=checkpoint, surrogate_reference=True,
-                        output=str(Path(self.output) / f"{temp:g}K"))
+        cfg = MDConfig(structure=self.structure, calculator=self.calculator, temperature_K=temp,
+                       steps=self.steps, timestep_fs=self.timestep_fs,
+                       equilibration_steps=self.equilibration_steps, ensemble=self.ensemble,
+                       thermostat_time_fs=self.thermostat_time_fs,
+                       sample_every=self.sample_every, seed=self.seed + k, supercell=self.supercell,
+                       checkpoint_every=checkpoint, surrogate_reference=True,
+                       output=str(Path(self.output) / f"{temp:g}K"))
+        if self.pair_floor_fraction:
+            import dataclasses
+
+            from md.guards import learn_pair_floors
+            from md.integrators import build_atoms
+
+            atoms = build_atoms(cfg)[0]
+            cfg = dataclasses.replace(cfg, pair_floors_A=learn_pair_floors([atoms], self.pair_floor_fraction))
+        return cfg
 
 
 def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = True) -> dict:

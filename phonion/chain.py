@@ -6,7 +6,11 @@
 1. ``sites``      O_e / O_c / O_n classes → ``DIR/sites.json``
 2. ``reference``  surrogate-reference MD with the reference calculator (CHGNet by default) at
                   the profile's temperatures → ``DIR/reference/<T>K/traj.h5`` (``mlip.reference``)
-3. ``train``      a MACE model on those frames → ``DIR/train/model.model``, ``metrics.json``
+3. ``learn``      a committee of MACE models on those frames, active-learning rounds against the
+                  reference calculator and the fit-for-MD gate (``phonion.learn``,
+                  ``phonion.validate``) → ``DIR/learn/committee/``, ``rounds.json``, ``validation.json``;
+                  long MLIP MD only runs after the gate passed (or with
+                  ``mlip_md.allow_failed_gate``, and then every MLIP number is marked untrustworthy)
 4. ``mlip_md``    MD with that model at the same temperatures, plus runs with O_e or O_c held
                   fixed at the highest temperature → ``DIR/mlip_md/T{T}_seed{s}_fix{f}/``
 5. ``compare``    the same analyses on both sides (diffusion, Arrhenius, Haven, VDOS, phonons,
@@ -35,7 +39,7 @@ from typing import Any
 
 from phonion.profiles import PROFILES, resolve_profile
 
-STAGES = ("sites", "reference", "train", "mlip_md", "compare")
+STAGES = ("sites", "reference", "learn", "mlip_md", "compare")
 #: headline numbers copied from compare/numbers.json (exact keys; patterns end in "_*")
 HEADLINE_KEYS = ("E_a_meV", "D_300K_cm2_s", "sigma_300K_mS_cm", "haven_ratio_*", "mdma_anharmonic_share",
                  "mdma_O_e_mode_mean_frequency_THz", "delta_pfc_eV_A2", "parity_force_rmse_meV_A",
@@ -168,12 +172,14 @@ def _stage_info(name: str, result, ctx) -> dict:
         return {"runs": [{k: r.get(k) for k in ("temperature_K", "status", "n_frames", "mean_temperature_K",
                                                 "std_temperature_K", "wall_s")} for r in result["runs"]],
                 "warnings": reference_warnings(result)}
-    if name == "train":
-        keep = {k: result.get(k) for k in ("val", "test")}
-        keep["training"] = {k: (result.get("training") or {}).get(k)
-                            for k in ("epochs_completed", "fit_wall_s", "best_val_loss", "device", "dtype")}
-        keep["n_parameters"] = (result.get("model") or {}).get("n_parameters")
-        return keep
+    if name == "learn":
+        val = result.get("validation") or {}
+        return {"rounds": [{k: r.get(k) for k in ("round", "n_added", "force_rmse_meV_A", "uncertainty_p99_meV_A",
+                                                 "gate_passed", "failed_checks", "wall_s")}
+                           for r in result.get("rounds", [])],
+                "gate": {k: val.get(k) for k in ("passed", "failed_checks", "force_rmse_meV_A",
+                                                 "min_pair_distance_ratio", "rdf_first_peak_max_shift_A",
+                                                 "mean_temperature_ratio", "uncertainty_p99_meV_A")}}
     if name == "compare":
         return {"timings_s": result.get("timings_s"), "n_warnings": len(result.get("warnings") or [])}
     if name == "mlip_md":
@@ -191,7 +197,7 @@ def run_chain(cfg: ChainConfig, progress: bool = True) -> dict:
     unreadable structure, a DIR made with other settings) and RuntimeError when a stage cannot run.
     """
     from phonion.chain_stages import (StageContext, stage_compare, stage_mlip_md, stage_reference,
-                                      stage_sites, stage_train)
+                                      stage_sites, stage_learn)
 
     settings = resolve_profile(cfg.profile, cfg.overrides)
     out = Path(cfg.output).expanduser().resolve()
@@ -213,7 +219,7 @@ def run_chain(cfg: ChainConfig, progress: bool = True) -> dict:
                "profile_description": settings["description"], "calculator": cfg.calculator,
                "reference_kind": "surrogate reference", "device": device, "seed": cfg.seed,
                "settings": settings, "stages": {}, "paths": _paths(out)}
-    runners = {"sites": stage_sites, "reference": stage_reference, "train": stage_train,
+    runners = {"sites": stage_sites, "reference": stage_reference, "learn": stage_learn,
                "mlip_md": lambda c: stage_mlip_md(c, (old.get("stages") or {}).get("mlip_md")),
                "compare": stage_compare}
     for i, name in enumerate(STAGES, 1):
@@ -250,7 +256,8 @@ def run_chain(cfg: ChainConfig, progress: bool = True) -> dict:
 
 def _paths(out: Path) -> dict:
     return {"output": str(out), "sites": str(out / "sites.json"), "reference": str(out / "reference"),
-            "model": str(out / "train" / "model.model"), "train_metrics": str(out / "train" / "metrics.json"),
+            "committee": str(out / "learn" / "committee.json"), "rounds": str(out / "learn" / "rounds.json"),
+            "validation": str(out / "learn" / "validation.json"),
             "mlip_md": str(out / "mlip_md"), "numbers": str(out / "compare" / "numbers.json"),
             "report": str(out / "compare" / "report.html"), "summary": str(out / "summary.json")}
 

@@ -42,13 +42,20 @@ class StageContext:
 
     @property
     def model_file(self) -> Path:
-        """The trained MACE model."""
-        return self.out / "train" / "model.model"
+        """The first member of the final committee (also ``learn/model.model``)."""
+        return self.out / "learn" / "committee" / "member_0.model"
+
+    @property
+    def committee_files(self) -> list[Path]:
+        """The final committee's model files (``phonion.learn`` exports them there)."""
+        size = int(self.settings["learn"]["committee"]["size"])
+        return [self.out / "learn" / "committee" / f"member_{k}.model" for k in range(size)]
 
     @property
     def mlip_spec(self) -> str:
-        """Calculator SPEC of the trained model (with the device when one was asked for)."""
-        return f"mace:{self.model_file}" + (f"?device={self.device}" if self.device else "")
+        """Calculator SPEC of the committee (mean force drives the MD; the spread is the uncertainty)."""
+        return "mace:" + ",".join(str(f) for f in self.committee_files) + (
+            f"?device={self.device}" if self.device else "")
 
 
 @contextlib.contextmanager
@@ -82,15 +89,18 @@ def _record(path: Path) -> dict:
 
 
 def run_state(md_cfg) -> str:
-    """``complete``, ``failed`` (an MD guard stopped it), ``partial`` or ``missing`` for one MD run."""
+    """State of one MD run from its ``run.json``: ``complete``; ``invalid`` (an MD guard stopped it:
+    finished, never re-run); ``failed`` (an error stopped it, ``message``; ``resume`` continues it);
+    ``partial`` (running, killed, shorter, or other settings) or ``missing``."""
     rec = _record(Path(md_cfg.output) / "run.json")
     if not rec:
         return "missing"
     if rec.get("settings_key") != md_cfg.settings_key():
         return "partial"  # run_md will say what differs
-    if rec.get("status") == "complete" and rec.get("steps_done", -1) >= md_cfg.total_steps:
+    status = rec.get("status")
+    if status == "complete" and rec.get("steps_done", -1) >= md_cfg.total_steps:
         return "complete"
-    return "failed" if rec.get("status") == "failed" else "partial"
+    return status if status in ("invalid", "failed") else "partial"
 
 
 # ---- sites --------------------------------------------------------------------------------------
@@ -181,37 +191,44 @@ def reference_warnings(summary: dict) -> list[str]:
     return out
 
 
-# ---- train --------------------------------------------------------------------------------------
-def train_config(ctx: StageContext):
-    """The ``mlip.train.TrainConfig`` of the profile: data = ``OUT/reference/*K/traj.h5``."""
+# ---- learn: committee, active learning, gate ------------------------------------------------------
+def learn_config(ctx: StageContext) -> dict:
+    """The ``phonion.learn`` settings of the profile: data = ``OUT/reference/*K/traj.h5``, members
+    trained with the profile's ``train`` section, output ``OUT/learn``."""
     import copy
 
-    from mlip.train import config_from_dict
+    from phonion.learn import learn_config_from_dict
 
-    data = copy.deepcopy(ctx.settings["train"])
-    data["output"] = str(ctx.out / "train")
-    data["seed"] = int(data.get("seed", 123)) + ctx.seed
-    data.setdefault("data", {})["files"] = [str(ctx.out / "reference" / "*K" / "traj.h5")]
-    trainer = data.setdefault("trainer", {})
-    trainer.setdefault("num_threads", ctx.settings.get("threads"))
-    trainer["resume"] = True
+    train = copy.deepcopy(ctx.settings["train"])
+    train["seed"] = int(train.get("seed", 123)) + ctx.seed
     if ctx.device:
-        trainer["accelerator"] = "gpu" if ctx.device.startswith("cuda") else "cpu"
-        data.setdefault("export", {})["device"] = ctx.device
-    return config_from_dict(data)
+        train.setdefault("trainer", {})["accelerator"] = "gpu" if ctx.device.startswith("cuda") else "cpu"
+        train.setdefault("export", {})["device"] = ctx.device
+    d = copy.deepcopy(ctx.settings["learn"])
+    d.update(output=str(ctx.out / "learn"), reference_calculator=ctx.calculator, device=ctx.device or "cpu",
+             data={"files": [str(ctx.out / "reference" / "*K" / "traj.h5")]}, train=train)
+    d.setdefault("explore", {}).setdefault("structure", ctx.structure)
+    return learn_config_from_dict(d)
 
 
-def stage_train(ctx: StageContext) -> dict | None:
-    """Train the MACE model on the reference frames (resuming a killed run) → ``train/``."""
-    if ctx.model_file.is_file() and (ctx.out / "train" / "metrics.json").is_file():
+def stage_learn(ctx: StageContext) -> dict | None:
+    """Committee training, active-learning rounds and the fit-for-MD gate (``phonion.learn``) → ``learn/``."""
+    if (ctx.out / "learn" / "committee.json").is_file() and (ctx.out / "learn" / "validation.json").is_file():
         return None
-    from mlip.train import run
+    from phonion.learn import run_learn
 
-    return run(train_config(ctx))
+    with torch_threads(ctx.settings.get("threads")):
+        rounds = run_learn(learn_config(ctx), progress=ctx.progress)
+    return {"rounds": rounds, "validation": _record(ctx.out / "learn" / "validation.json")}
+
+
+def gate_verdict(ctx: StageContext) -> dict:
+    """``learn/validation.json`` (the gate on the final committee); {} when there is none yet."""
+    return _record(ctx.out / "learn" / "validation.json")
 
 
 # ---- MLIP MD ------------------------------------------------------------------------------------
-def sweep_configs(ctx: StageContext) -> list:
+def sweep_configs(ctx: StageContext, floors: dict | None = None) -> list:
     """``md.sweep.SweepConfig``s: every temperature × seed unconstrained, then fixed O_e / O_c
     at ``fix_temperature_K`` (default the highest temperature) with the first seed."""
     import dataclasses
@@ -225,6 +242,9 @@ def sweep_configs(ctx: StageContext) -> list:
     fix = tuple(s.pop("fix") or ())
     fix_t = s.pop("fix_temperature_K", None) or max(temps)
     s.pop("workers", None)
+    s.pop("allow_failed_gate", None)
+    if floors:
+        s["pair_floors_A"] = dict(floors)
     s["supercell"] = tuple(s.get("supercell", (1, 1, 1)))
     every = int(s["sample_every"])
     s.setdefault("checkpoint_every", max(every, (int(s["steps"]) // 10) // every * every))
@@ -245,12 +265,20 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
     """
     from md.sweep import SUMMARY_NAME, format_summary, run_sweep
 
-    sweeps = sweep_configs(ctx)
+    gate = gate_verdict(ctx)
+    if not gate.get("passed") and not ctx.settings["mlip_md"].get("allow_failed_gate"):
+        failed = ", ".join(gate.get("failed_checks") or ["no verdict"])
+        raise RuntimeError(
+            f"the MLIP failed the fit-for-MD gate ({failed}; see {ctx.out / 'learn' / 'validation.json'} and "
+            f"rounds.json): long MLIP MD refused. Continue active learning with --set "
+            "learn.rounds.max_rounds=N (more rounds) or a larger train section; --set "
+            "mlip_md.allow_failed_gate=true runs anyway and every MLIP number is then marked untrustworthy")
+    sweeps = sweep_configs(ctx, mlip_pair_floors(ctx))
     states = [run_state(c) for sw in sweeps for c in sw.runs()]
     summary_file = ctx.out / "mlip_md" / SUMMARY_NAME
     finished = (previous or {}).get("status", "").startswith("done")
     if summary_file.is_file() and (all(s == "complete" for s in states)
-                                   or (finished and all(s in ("complete", "failed") for s in states))):
+                                   or (finished and all(s in ("complete", "invalid") for s in states))):
         return None
     workers = int(ctx.settings["mlip_md"].get("workers", 1))
     rows = []
@@ -267,6 +295,23 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
     return rows
 
 
+def mlip_pair_floors(ctx: StageContext, fraction: float = 0.75) -> dict:
+    """Sanity floors of the MLIP runs: ``fraction`` × each pair's closest approach in the reference
+    frames and the frames labelled by active learning (``md.guards.learn_pair_floors``)."""
+    from md.guards import learn_pair_floors
+    from md.io import read_trajectory
+
+    frames = []
+    for path in sorted((ctx.out / "reference").glob("*K/traj.h5")):
+        traj = read_trajectory(path)
+        frames += [traj.to_atoms(i) for i in range(0, traj.n_frames, max(1, traj.n_frames // 50))]
+    for path in sorted((ctx.out / "learn").glob("round_*/labelled_*K.extxyz")):
+        import ase.io
+
+        frames += ase.io.read(path, index=":")
+    return learn_pair_floors(frames, fraction=fraction) if frames else {}
+
+
 # ---- compare ------------------------------------------------------------------------------------
 def stage_compare(ctx: StageContext) -> dict | None:
     """``mdma.compare.run_compare`` on reference vs MLIP (phonons, MDMA, pFC inside) → ``compare/``."""
@@ -278,17 +323,15 @@ def stage_compare(ctx: StageContext) -> dict | None:
     except ImportError as exc:
         raise RuntimeError(f"compare stage: mdma.compare is not available ({exc}); the other stages "
                            f"are done in {ctx.out}, rerun the same command once it is installed") from exc
-    import dataclasses
-
-    extra = {"device": ctx.device} if "device" in {f.name for f in dataclasses.fields(CompareConfig)} else {}
     cfg = CompareConfig(reference=str(ctx.out / "reference"), mlip=str(ctx.out / "mlip_md"),
-                        output=str(ctx.out / "compare"), model=str(ctx.model_file),
-                        reference_calculator=ctx.calculator, mlip_calculator=f"mace:{ctx.model_file}",
-                        structure=ctx.structure_file, mobile="Li", anion="O", **extra)
+                        output=str(ctx.out / "compare"), model=ctx.mlip_spec,
+                        reference_calculator=ctx.calculator, mlip_calculator=ctx.mlip_spec,
+                        structure=ctx.structure_file, mobile="Li", anion="O", device=ctx.device,
+                        validation=str(ctx.out / "learn" / "validation.json"))
     with torch_threads(ctx.settings.get("threads")):
         return run_compare(cfg, progress=ctx.progress)
 
 
-__all__ = ["StageContext", "reference_config", "reference_warnings", "run_state", "stage_compare",
-           "stage_mlip_md", "stage_reference", "stage_sites", "stage_train", "sweep_configs",
-           "torch_threads", "train_config"]
+__all__ = ["StageContext", "gate_verdict", "learn_config", "mlip_pair_floors", "reference_config",
+           "reference_warnings", "run_state", "stage_compare", "stage_learn", "stage_mlip_md", "stage_reference",
+           "stage_sites", "sweep_configs", "torch_threads"]

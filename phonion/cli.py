@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mdma.compare_cli import add_compare_parser
     from phonion.demo import add_demo_parser
     from phonion.series import add_series_parser
+    from phonion.gate_cli import add_gate_parsers
 
     add_mlip_parsers(sub, _Formatter)
+    add_gate_parsers(sub, _Formatter)
     add_md_parsers(sub, _Formatter)
     add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)

@@ -18,11 +18,14 @@ Sections
 --------
 ``reference``  ``mlip.reference.ReferenceConfig`` fields (surrogate-reference MD, one run per T)
                plus ``workers``: temperatures run in that many processes (1 torch thread each)
-``train``      a ``configs/train.yaml``-style nested mapping (``mlip.train``); ``data.files`` and
-               ``output`` are set by the chain
+``train``      a ``configs/train.yaml``-style nested mapping (``mlip.train``) for every committee
+               member; ``data.files`` and ``output`` are set by the chain
+``learn``      ``phonion.learn`` settings (``configs/learn.yaml``): committee size, fine-tuning,
+               exploration, harvest, the gate (``validate``) and the number of rounds
 ``mlip_md``    ``md.driver.MDConfig`` fields shared by every MLIP run, plus ``temperatures_K``,
                ``seeds``, ``fix`` (the fixed-anion classes, run at ``fix_temperature_K``, default
-               the highest temperature, with the first seed) and ``workers``
+               the highest temperature, with the first seed), ``workers`` and
+               ``allow_failed_gate`` (run even when the gate failed; MLIP numbers then untrusted)
 ``compare``    reserved for settings passed to ``mdma.compare`` (none yet)
 ``threads``    torch / OpenMP threads of the stages that run in this process (training, a
                1-worker MD)
@@ -40,7 +43,13 @@ import copy
 _SMALL_MODEL = {"r_max": 4.5, "num_channels": 8, "max_L": 0, "max_ell": 1, "correlation": 2,
                 "num_interactions": 2, "num_radial_basis": 6, "radial_MLP": [16, 16],
                 "pair_repulsion": True}
+#: the quick profile's committee members: 16 scalar channels, ℓ ≤ 2 messages (measured: the best
+#: held-out force error per CPU second among the sizes tried; see scripts/results/demo_quick.json)
+_QUICK_MODEL = {**_SMALL_MODEL, "num_channels": 16, "max_ell": 2}
 #: the configs/train.yaml-sized MACE of the full profile
+#: MLIP-MD sanity settings shared by the profiles: committee spread every 10 steps, flagged above 0.5 eV/Å
+_MD_GUARDS = {"uncertainty_every": 10, "uncertainty_threshold_eV_A": 0.5, "uncertainty_action": "flag",
+              "allow_failed_gate": False}
 _FULL_MODEL = {"r_max": 5.0, "num_channels": 64, "max_L": 1, "max_ell": 3, "correlation": 3,
                "num_interactions": 2, "num_radial_basis": 8, "radial_MLP": [64, 64, 64],
                "pair_repulsion": True}
@@ -55,13 +64,19 @@ PROFILES: dict[str, dict] = {
         "train": {"seed": 123, "dtype": "float64",
                   "data": {"fractions": [0.7, 0.15, 0.15], "gap_frames": 1},
                   "model": _SMALL_MODEL,
-                  "trainer": {"max_epochs": 4, "batch_size": 4, "val_batch_size": 8, "patience": 0,
+                  "trainer": {"max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "patience": 0,
                               "progress_bar": False, "accelerator": "cpu"},
                   "wandb": {"mode": "disabled"}},
+        "learn": {"committee": {"size": 3, "workers": 1}, "finetune": {"max_epochs": 1, "lr": 0.005},
+                  "explore": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1},
+                  "harvest": {"max_frames": 4},
+                  "validate": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1,
+                               "held_out_fraction": 0.15},
+                  "rounds": {"max_rounds": 1, "min_rounds": 1}},
         "mlip_md": {"temperatures_K": [1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
                     "fix_temperature_K": None, "steps": 150, "equilibration_steps": 20, "timestep_fs": 2.0,
                     "sample_every": 5, "ensemble": "nvt-bussi", "thermostat_time_fs": 50.0,
-                    "supercell": [1, 1, 1], "workers": 1},
+                    "supercell": [1, 1, 1], "workers": 1, **_MD_GUARDS, "allow_failed_gate": True},
         "compare": {},
     },
     "quick": {
@@ -73,18 +88,24 @@ PROFILES: dict[str, dict] = {
                       "workers": 2},
         "train": {"seed": 123, "dtype": "float64",
                   "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 3, "every": 2},
-                  "model": _SMALL_MODEL,
-                  "trainer": {"max_epochs": 12, "batch_size": 4, "val_batch_size": 16, "patience": 0,
+                  "model": _QUICK_MODEL,
+                  "optim": {"lr": 0.02},
+                  "trainer": {"max_epochs": 12, "batch_size": 2, "val_batch_size": 16, "patience": 0,
                               "progress_bar": False, "accelerator": "cpu"},
                   "wandb": {"mode": "disabled"}},
+        "learn": {"committee": {"size": 3, "workers": 2}, "finetune": {"max_epochs": 4, "lr": 0.01},
+                  "explore": {"steps": 300, "equilibration_steps": 50, "sample_every": 5, "workers": 2},
+                  "harvest": {"max_frames": 24},
+                  "validate": {"steps": 800, "equilibration_steps": 100, "sample_every": 5, "workers": 2},
+                  "rounds": {"max_rounds": 1, "min_rounds": 1}},
         "mlip_md": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
-                    "fix_temperature_K": None, "steps": 3000, "equilibration_steps": 200,
+                    "fix_temperature_K": None, "steps": 1500, "equilibration_steps": 200,
                     "timestep_fs": 2.0, "sample_every": 5, "ensemble": "nvt-bussi",
-                    "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2},
+                    "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2, **_MD_GUARDS},
         "compare": {},
     },
     "full": {
-        "description": "GPU: 2×1×1 cell, production-sized MACE (float32, CUDA), 200 ps MLIP runs",
+        "description": "GPU: 2×1×1 cell, production-sized MACE (float32, CUDA), 200 ps runs",
         "threads": 4,
         "reference": {"temperatures_K": [700.0, 800.0, 900.0, 1000.0, 1100.0], "steps": 5000,
                       "equilibration_steps": 500, "timestep_fs": 2.0, "sample_every": 2,
@@ -97,11 +118,18 @@ PROFILES: dict[str, dict] = {
                               "progress_bar": True, "accelerator": "auto"},
                   "export": {"dtype": "float32"},
                   "wandb": {"mode": "offline"}},
+        "learn": {"committee": {"size": 4, "workers": 1}, "finetune": {"max_epochs": 40, "lr": 0.005},
+                  "explore": {"steps": 5000, "equilibration_steps": 500, "sample_every": 10, "workers": 1,
+                              "supercell": [2, 1, 1]},
+                  "harvest": {"max_frames": 100},
+                  "validate": {"steps": 10000, "equilibration_steps": 1000, "sample_every": 10, "workers": 1,
+                               "supercell": [2, 1, 1]},
+                  "rounds": {"max_rounds": 5, "min_rounds": 1}},
         "mlip_md": {"temperatures_K": [600.0, 700.0, 800.0, 900.0, 1000.0, 1100.0], "seeds": [0, 1],
                     "fix": ["O_e", "O_c"], "fix_temperature_K": None, "steps": 100000,
                     "equilibration_steps": 5000, "timestep_fs": 2.0, "sample_every": 5,
                     "ensemble": "nvt-bussi", "thermostat_time_fs": 100.0, "supercell": [2, 1, 1],
-                    "checkpoint_every": 10000, "workers": 4},
+                    "checkpoint_every": 10000, "workers": 4, **_MD_GUARDS},
         "compare": {},
     },
 }

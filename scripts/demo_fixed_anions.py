@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     results = {"settings": cfg.to_dict(), "wall_s": time.perf_counter() - t0, "runs": []}
     for row in rows:
         entry = {k: row[k] for k in ("run", "status", "frames", "wall_s", "mean_T_K")}
-        if row["status"].startswith("failed"):
+        if not row["status"].endswith("complete"):  # failed, or invalid (a guard tripped)
             results["runs"].append(entry)
             continue
         reader = H5MDReader(row["path"])

@@ -80,13 +80,29 @@ def _check_outputs(out: Path, settings: dict) -> None:
         np.testing.assert_allclose(2 * ke_eV / ((3 * traj.n_atoms - 3) * units.kB), traj.temperatures_K,
                                    rtol=1e-6)
     assert json.loads((out / "reference" / "reference.json").read_text())["reference_kind"] == "surrogate reference"
-    assert (out / "train" / "model.model").stat().st_size > 0
-    metrics = json.loads((out / "train" / "metrics.json").read_text())
-    assert metrics["training"]["epochs_completed"] >= 1
+    committee = json.loads((out / "learn" / "committee.json").read_text())
+    size = settings["learn"]["committee"]["size"]
+    assert len(committee["members"]) == size >= 3 and all(Path(m).stat().st_size > 0 for m in committee["members"])
+    rounds = json.loads((out / "learn" / "rounds.json").read_text())
+    assert len(rounds) >= 2 and rounds[1]["n_added"] >= 1  # at least one active-learning round
+    for r in rounds:
+        assert {"round", "n_added", "force_rmse_meV_A", "uncertainty_p99_meV_A", "gate_passed"} <= set(r)
+    gate = json.loads((out / "learn" / "validation.json").read_text())
+    assert {"passed", "force_rmse_meV_A", "force_rmse_by_temperature_meV_A", "min_pair_distance_ratio",
+            "rdf_first_peak_max_shift_A", "mean_temperature_ratio", "uncertainty_p99_meV_A", "checks"} <= set(gate)
+    assert gate["passed"] == rounds[-1]["gate_passed"]
+    numbers = json.loads((out / "compare" / "numbers.json").read_text())
+    assert numbers["mlip_validation"]["passed"] == gate["passed"] and "invalid_runs" in numbers
     md = settings["mlip_md"]
     for name in _run_names(settings):
         traj = read_trajectory(out / "mlip_md" / name / "traj.h5")
+        record = json.loads((out / "mlip_md" / name / "run.json").read_text())
+        assert record["status"] in ("complete", "invalid")
+        if record["status"] == "invalid":  # a guard stopped it: reason and step, frames kept
+            assert record["invalid_reason"] and record["invalid_step"] >= 0
+            continue
         assert traj.n_frames == md["steps"] // md["sample_every"] + 1
+        assert traj.force_uncertainty_max_eV_A is not None  # committee spread written with the frames
         assert traj.frame_interval_fs <= 10.0  # MDMA needs Δ < 1 / (2 f_max)
         fix = traj.metadata["fix"]
         fixed = np.asarray(traj.metadata["fixed_indices"], dtype=int)
@@ -118,8 +134,8 @@ def _check_report(html_path: Path) -> int:
 
 
 def _check_summary(summary: dict, settings: dict) -> None:
-    assert set(summary["stages"]) == {"sites", "reference", "train", "mlip_md", "compare"}
-    assert all(s["status"] == "done" and s["wall_s"] >= 0 for s in summary["stages"].values())
+    assert set(summary["stages"]) == {"sites", "reference", "learn", "mlip_md", "compare"}
+    assert all(s["status"].startswith("done") and s["wall_s"] >= 0 for s in summary["stages"].values())
     ref, mlip = summary["headline"]["reference"], summary["headline"]["mlip"]
     for key in HEADLINE:
         assert key in ref["numbers"] and key in mlip["numbers"], key
@@ -161,7 +177,9 @@ def test_profiles_contract_and_overrides():
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_every_profile_builds_valid_stage_configs(tmp_path, name):
     """Each profile's sections are accepted by the stage configs they feed (full: never run on CPU)."""
-    from phonion.chain_stages import StageContext, reference_config, sweep_configs, train_config
+    from mlip.train import config_from_dict
+    from phonion.chain_stages import StageContext, learn_config, reference_config, sweep_configs
+    from phonion.learn import member_train_dict
 
     settings = resolve_profile(name)
     ctx = StageContext(out=tmp_path, settings=settings, structure="LiGa_SeO3_2", structure_file="x.cif",
@@ -169,13 +187,21 @@ def test_every_profile_builds_valid_stage_configs(tmp_path, name):
     ref = reference_config(ctx)
     assert ref.temperatures_K == tuple(settings["reference"]["temperatures_K"])
     assert [ref.md_config(k).seed for k in range(len(ref.temperatures_K))] == list(range(2, 2 + len(ref.temperatures_K)))
-    train = train_config(ctx)
-    assert train.output == str(tmp_path / "train") and train.trainer.resume and train.model.pair_repulsion
+    learn = learn_config(ctx)
+    assert learn["output"] == str(tmp_path / "learn") and learn["committee"]["size"] >= 3
+    assert learn["reference_calculator"] == "chgnet" and learn["rounds"]["min_rounds"] >= 1
+    members = [config_from_dict(member_train_dict(learn, k, str(tmp_path / f"m{k}"), []))
+               for k in range(learn["committee"]["size"])]
+    assert len({m.seed for m in members}) == len(members)  # every member its own seed
+    train = members[0]
+    assert train.trainer.resume and train.model.pair_repulsion
     assert train.data.files == (str(tmp_path / "reference" / "*K" / "traj.h5"),)
     sweeps = sweep_configs(ctx)
     runs = [r for sw in sweeps for r in sw.runs()]
     assert [Path(r.output).name for r in runs] == _run_names(settings, seed=2)
-    assert all(r.calculator == f"mace:{tmp_path / 'train' / 'model.model'}?device=cpu" for r in runs)
+    committee = ",".join(str(tmp_path / "learn" / "committee" / f"member_{k}.model")
+                         for k in range(learn["committee"]["size"]))
+    assert all(r.calculator == f"mace:{committee}?device=cpu" for r in runs)
     assert all(r.checkpoint_every % r.sample_every == 0 and r.checkpoint_every <= r.steps for r in runs)
 
 
@@ -251,9 +277,9 @@ def test_demo_killed_during_mlip_md_resumes(tmp_path):
         proc.wait()
     assert not (out / "compare" / "numbers.json").exists()
     assert json.loads(first.read_text())["status"] == "running"  # killed mid-run
-    kept = {p: t for p, t in _mtimes(out).items() if "/reference/" in p or "/train/" in p}
+    kept = {p: t for p, t in _mtimes(out).items() if "/reference/" in p or "/learn/" in p}
     rerun = _demo(out, "--profile", "tiny", "--set", "mlip_md.steps=600")
-    for stage in ("sites", "reference", "train"):
+    for stage in ("sites", "reference", "learn"):
         assert f"{stage}: already done (skipped" in rerun.stderr
     assert "mlip_md: done in" in rerun.stderr and "compare: done in" in rerun.stderr
     assert {p: t for p, t in _mtimes(out).items() if p in kept} == kept

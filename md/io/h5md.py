@@ -17,6 +17,9 @@ Layout written (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html; units as ``unit
         potential_energy/{step,time,value} (F,) "eV"
         stress/{step,time,value}   (F, 3, 3) "eV Angstrom-3" (ASE sign convention)
         temperature/{step,time,value} (F,) "K"
+        force_uncertainty_max/{step,time,value} (F,) "eV Angstrom-1" (committee MD only: largest
+                                   per-atom force std over the members; read back as
+                                   Trajectory.force_uncertainty_max_eV_A)
     /parameters/phonion            timestep_fs, stride, symbols, metadata (JSON)
 
 ``step`` (int64, integrator step) and ``time`` (float64, "fs") exist once, in ``position``;
@@ -54,7 +57,8 @@ from md.trajectory import Trajectory, TrajectoryError, masses_for
 FIELDS = {"position": ("positions", None, "Angstrom"), "velocity": ("velocities", None, "Angstrom fs-1"),
           "force": ("forces", None, "eV Angstrom-1")}
 OBSERVABLE_SPECS = {"potential_energy": ("energies", (), "eV"), "stress": ("stress", (3, 3), "eV Angstrom-3"),
-                    "temperature": ("temperatures_K", (), "K")}
+                    "temperature": ("temperatures_K", (), "K"),
+                    "force_uncertainty_max": ("force_uncertainty_max_eV_A", (), "eV Angstrom-1")}
 #: largest chunk of one dataset, bytes (a chunk spans chunk_frames frames of all atoms)
 MAX_CHUNK_BYTES = 4 * 2**20
 
@@ -86,7 +90,7 @@ class H5MDWriter:
     chunk_frames : frames per HDF5 chunk (reduced so one chunk stays ≤ 4 MiB)
     compression : "gzip", "lzf" or None
     fields : per-atom elements, from "position" (required), "velocity", "force"
-    observables : from "potential_energy", "stress", "temperature"
+    observables : from "potential_energy", "stress", "temperature", "force_uncertainty_max"
     append : continue an existing file written by this class (symbols must match)
     pbc : periodic boundaries per cell vector (written as box ``boundary``)
     store_time : write ``time`` datasets even without a timestep (times then given to append)
@@ -264,8 +268,12 @@ class H5MDWriter:
         """Frames appended so far (on disk plus buffered)."""
         return self._n + sum(len(block[0]) for block in self._buffer)
 
+    def has(self, key: str) -> bool:
+        """Whether the file has an element for the ``append`` keyword ``key`` (e.g. "stress")."""
+        return key in self._elements
+
     def append(self, positions, cells, *, velocities=None, forces=None, energies=None, stress=None,
-               temperatures_K=None, steps=None, times_fs=None) -> None:
+               temperatures_K=None, steps=None, times_fs=None, force_uncertainty_max_eV_A=None) -> None:
         """Append one frame or a block of B frames.
 
         Frames reach the disk (and the file is flushed) once ``buffer_frames`` are pending or
@@ -277,6 +285,7 @@ class H5MDWriter:
         cells : ndarray, shape=(B, 3, 3), (3, 3) (same for all), or (3,) (orthorhombic), Å
         velocities, forces : ndarray, shape=(B, N, 3), Å/fs and eV/Å, or None (NaN stored)
         energies, temperatures_K : ndarray, shape=(B,), eV and K, or None
+        force_uncertainty_max_eV_A : ndarray, shape=(B,), eV/Å, or None
         stress : ndarray, shape=(B, 3, 3), eV/Å³, or None
         steps : ndarray, shape=(B,), int, integrator steps (default: continue by ``stride``)
         times_fs : ndarray, shape=(B,), fs (default: ``steps * timestep_fs``)
@@ -291,7 +300,7 @@ class H5MDWriter:
         cel = np.diag(cel) if cel.shape == (3,) else cel
         data = {"positions": pos, "cells": np.broadcast_to(cel, (b, 3, 3)).copy() if cel.ndim == 2 else cel}
         given = {"velocities": velocities, "forces": forces, "energies": energies, "stress": stress,
-                 "temperatures_K": temperatures_K}
+                 "temperatures_K": temperatures_K, "force_uncertainty_max_eV_A": force_uncertainty_max_eV_A}
         for key, value in given.items():
             if value is None:
                 continue
@@ -461,7 +470,8 @@ def write_h5md(path, traj: Trajectory, chunk_frames: int = 64, compression: str 
             for a in range(0, traj.n_frames, block_frames):
                 s = slice(a, a + block_frames)
                 opt = {k: None if getattr(traj, k) is None else getattr(traj, k)[s]
-                       for k in ("velocities", "forces", "energies", "stress", "temperatures_K", "times_fs")}
+                       for k in ("velocities", "forces", "energies", "stress", "temperatures_K",
+                                 "force_uncertainty_max_eV_A", "times_fs")}
                 w.append(traj.positions[s], traj.cells[s], steps=np.arange(traj.n_frames)[s] * traj.stride, **opt)
         os.replace(part, path)
     except BaseException:

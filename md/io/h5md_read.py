@@ -49,7 +49,8 @@ UNITS = {
 PARTICLE_FIELDS = {"positions": ("position", "length"), "velocities": ("velocity", "velocity"),
                    "forces": ("force", "force")}
 OBSERVABLES = {"energies": ("potential_energy", "energy"), "stress": ("stress", "stress"),
-               "temperatures_K": ("temperature", "temperature")}
+               "temperatures_K": ("temperature", "temperature"),
+               "force_uncertainty_max_eV_A": ("force_uncertainty_max", "force")}
 
 
 def _text(value) -> str:

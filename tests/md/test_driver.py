@@ -187,7 +187,8 @@ def test_guard_nan_forces_names_step_and_keeps_frames(cu32, tmp_path):
     traj = read_h5md(tmp_path / "nan" / "traj.h5")
     assert traj.n_frames == 7 and np.all(np.isfinite(traj.forces))
     record = json.loads((tmp_path / "nan" / "run.json").read_text())
-    assert record["status"] == "failed" and "step 7" in record["message"]
+    assert record["status"] == "invalid" and "step 7" in record["invalid_reason"]
+    assert record["invalid_step"] == 7 and record["invalid_guard"] == "non_finite"
     assert "step 7" in (tmp_path / "nan" / "run.log").read_text()
 
 
@@ -229,7 +230,8 @@ def test_interrupted_and_extended_runs_continue_exactly(ensemble, cu32, tmp_path
     with pytest.raises(KeyboardInterrupt):
         run_md(cfg("run", 90), calculator=Failing(at=75, mode="raise"), progress=False)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["status"] == "interrupted" and record["n_frames_on_disk"] > record["n_frames"] == 9
+    assert record["status"] == "failed" and "KeyboardInterrupt" in record["message"]
+    assert record["n_frames_on_disk"] > record["n_frames"] == 9
     assert run_md(cfg("run", 90), resume=True, progress=False).n_frames == 19
     res = run_md(cfg("run", 190), resume=True, progress=False)  # extend a finished run
     a, b = read_h5md(ref.trajectory), read_h5md(res.trajectory)

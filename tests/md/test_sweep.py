@@ -98,7 +98,8 @@ def test_dask_local_cluster_gives_the_same_files(cu32, tmp_path):
 def test_failed_run_is_reported_and_others_go_on(cu32, tmp_path):
     rows = run_sweep(sweep(cu32, tmp_path / "s", temperatures_K=[400], seeds=[0], steps=20,
                            max_temperature_factor=0.5), workers=1, progress=False)
-    assert rows[0]["status"].startswith("failed: MDGuardError") and "step 0" in rows[0]["status"]
+    assert rows[0]["status"] == "invalid" and "step 0" in rows[0]["invalid_reason"]
+    assert rows[0]["invalid_step"] == 0 and "invalid" in format_summary(rows)
 
 
 def test_md_command_config_and_overrides(cu32, tmp_path, capsys):

@@ -13,6 +13,7 @@ wrapped (minimum-image displacements), so the parity of this "model" on its own 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ase import units
@@ -20,6 +21,21 @@ from ase.constraints import FixAtoms
 
 SPEC = "compare_systems:free_li_harmonic"
 FRICTION_PER_FS = 0.01
+#: a ``phonion validate`` JSON of an MLIP that failed (two checks failed, no committee)
+FAILED_VALIDATION = {
+    "passed": False, "force_rmse_meV_A": 219.7, "force_rmse_by_temperature_meV_A": {"900": 219.7},
+    "min_pair_distance_ratio": 0.55, "rdf_first_peak_max_shift_A": 2.55, "mean_temperature_ratio": 1.02,
+    "uncertainty_p99_meV_A": None,
+    "checks": {"force_rmse_meV_A": {"value": 219.7, "limit": 100.0, "passed": False},
+               "min_pair_distance_ratio": {"value": 0.55, "limit": 0.8, "passed": False},
+               "mean_temperature_ratio": {"value": 1.02, "limit": 1.1, "passed": True}}}
+
+
+def write_run_record(run_dir, **record) -> Path:
+    """A ``run.json`` (phonion md's run record) in a run directory, e.g. ``status="invalid"``."""
+    path = Path(run_dir) / "run.json"
+    path.write_text(json.dumps(record))
+    return path
 
 
 def structure():

@@ -6,7 +6,9 @@ with phonion's run metadata (``temperature_K_setting``, ``fix``, ``calculator_sp
 Known answers: each free Li diffuses with D = k_B T / (m γ) (Haven ratio 1, unchanged by freezing any O);
 the phonons that compare computes by finite displacements are the force constants that drove the MD; the
 "model" used for the parity is the calculator that made the frames (errors zero); the MDMA sum rule holds
-to round-off.
+to round-off. Truth rules: a run whose run.json is not complete changes no number; a failed ``phonion
+validate`` makes every MLIP number not converged; with two temperatures the Arrhenius line passes exactly
+through both points at the *measured* temperatures.
 """
 
 import io
@@ -19,8 +21,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from compare_systems import SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, structure, \
-    write_extxyz_copy
+from compare_systems import FAILED_VALIDATION, SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, \
+    structure, write_extxyz_copy, write_run_record
 from mdma.compare import CompareConfig, CompareError, run_compare
 from mdma.compare_analyses import first_peak, partial_rdf
 
@@ -65,6 +67,8 @@ def test_identical_inputs_give_identical_numbers_and_zero_differences(same):
     assert all(d["value"] == 0.0 for d in diffs.values())
     assert json.loads((out / "numbers.json").read_text()) == r
     assert "shared" in r["mlip"]["phonons"]["cached"]  # one phonon computation for both sides
+    assert r["invalid_runs"] == [] and r["mlip_validation"] is None
+    assert "not validated" in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_numbers_json_contract(same):
@@ -78,6 +82,10 @@ def test_numbers_json_contract(same):
         assert sorted((run["temperature_K"], run["fix"]) for run in s["runs"]) == \
                [(600.0, "none"), (900.0, "O_c"), (900.0, "O_e"), (900.0, "none")]
         assert all(run["temperature_source"] == "metadata temperature_K_setting" for run in s["runs"])
+        for run in s["runs"]:  # measured mean of the file's temperatures beside the set-point
+            assert run["temperature_K_setpoint"] == run["temperature_K"] and run["status"] is None
+            assert run["temperature_measured_source"] == "mean of the file's temperatures"
+            assert abs(run["temperature_K_measured"] / run["temperature_K"] - 1) < 0.1
         for key, n in s["numbers"].items():
             assert set(FIELDS) <= set(n), key
             assert n["side"] == side and n["source"] and isinstance(n["converged"], bool), key
@@ -265,7 +273,8 @@ def test_cli_error_and_help(tmp_path, capsys):
     assert "phonion compare: error:" in err and str(tmp_path / "empty") in err
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
-    assert "--reference-phonons" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--reference-phonons" in out and "--validation" in out
 
 
 def test_ideal_sites_maps_by_index_when_li_has_left_its_site():
@@ -286,3 +295,130 @@ def test_ideal_sites_maps_by_index_when_li_has_left_its_site():
     shuffled = md.copy()
     shuffled.positions[o] = md.positions[rng.permutation(o)]  # same symbols, wrong order
     assert ideal_sites(unit, shuffled, "Li") is None
+
+
+# ---- compare tells the truth: invalid runs, the MLIP validation gate, limits, measured temperatures -------------
+KB_EV = 8.617333262e-5
+
+
+def test_invalid_runs_are_left_out_of_every_analysis(runs, same, tmp_path):
+    """MLIP = the reference runs plus invalid ones (run.json): identical numbers to a comparison without them,
+    every invalid run listed, and a fit whose only run is invalid gives a null number with a note."""
+    dirty = tmp_path / "dirty"
+    shutil.copytree(runs, dirty)
+    shutil.copytree(runs / "T600_seed0_fixnone", dirty / "T600_seed1_fixnone")
+    write_run_record(dirty / "T600_seed1_fixnone", status="invalid", invalid_step=1234,
+            invalid_reason="atoms 3 and 7 are 1.2 Å apart (Li–Li; below 0.8 × the reference's closest approach)")
+    shutil.copytree(runs / "T900_seed0_fixnone", dirty / "T900_seed5_fixnone")
+    write_run_record(dirty / "T900_seed5_fixnone", status="failed",
+            message="MD stopped at integrator step 345 (production step 45): force 51 eV/Å")
+    write_run_record(dirty / "T900_seed1_fixO_e", status="running")
+    r = run_compare(CompareConfig(reference=str(runs), mlip=str(dirty), output=str(tmp_path / "out"), model=SPEC),
+                    progress=False)
+    assert r["invalid_runs"] == [
+        {"side": "mlip", "run": "T600_seed1_fixnone", "status": "invalid", "step": 1234,
+         "reason": "atoms 3 and 7 are 1.2 Å apart (Li–Li; below 0.8 × the reference's closest approach)"},
+        {"side": "mlip", "run": "T900_seed1_fixO_e", "status": "running", "step": None,
+         "reason": "run.json says running: unfinished, or killed without a record"},
+        {"side": "mlip", "run": "T900_seed5_fixnone", "status": "failed", "step": 345,
+         "reason": "MD stopped at integrator step 345 (production step 45): force 51 eV/Å"}]
+    assert sorted(run["name"] for run in r["mlip"]["runs"]) == ["T600_seed0_fixnone", "T900_seed0_fixnone",
+                                                                 "T900_seed2_fixO_c"]
+    ref, mlip, clean = r["reference"]["numbers"], r["mlip"]["numbers"], same[1]["reference"]["numbers"]
+    for key in ("E_a_meV", "D0_cm2_s", "D_300K_cm2_s", "D_tracer_600K_cm2_s", "D_tracer_900K_cm2_s"):
+        # the D fit from the remaining runs is the fit without the invalid runs
+        assert (mlip[key]["value"], mlip[key]["uncertainty"]) == (clean[key]["value"], clean[key]["uncertainty"])
+    lost = {k for k in ref if k.startswith("D_fixed_O_e_")}
+    assert lost == {"D_fixed_O_e_900K_cm2_s", "D_fixed_O_e_900K_over_free"}
+    for key in ref:
+        if key in lost:  # its only run is invalid: null, with a note, never a number from invalid data
+            assert mlip[key]["value"] is None and not mlip[key]["converged"], key
+            assert "invalid" in mlip[key]["note"] and "T900_seed1_fixO_e" in mlip[key]["note"], key
+            assert key not in r["differences"], key
+        else:
+            assert (mlip[key]["value"], mlip[key]["uncertainty"]) == (ref[key]["value"], ref[key]["uncertainty"]), key
+    text = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    box = text.index("class=invalid")
+    assert box < text.index("<h2>reference") and text.index("T600_seed1_fixnone", box) < text.index("<h2>Summary")
+
+
+@pytest.fixture(scope="module")
+def measured(runs, tmp_path_factory):
+    """Set-points 600 and 900 K, run.json measured means 700 and 1300 K; the MLIP failed validation."""
+    root = tmp_path_factory.mktemp("measured")
+    for t, mean in ((600, 700.0), (900, 1300.0)):
+        d = root / "runs" / f"T{t}_seed0_fixnone"
+        shutil.copytree(runs / f"T{t}_seed0_fixnone", d)
+        write_run_record(d, status="complete", mean_temperature_K=mean, steps_done=STEPS)
+    (root / "validation.json").write_text(json.dumps(FAILED_VALIDATION))
+    r = run_compare(CompareConfig(reference=str(root / "runs"), mlip=str(root / "runs"), output=str(root / "out"),
+                                  model=SPEC, validation=str(root / "validation.json")), progress=False)
+    return root / "out", r
+
+
+def test_arrhenius_uses_measured_temperatures(measured):
+    out, r = measured
+    runs = {run["temperature_K_setpoint"]: run for run in r["reference"]["runs"]}
+    assert {t: run["temperature_K_measured"] for t, run in runs.items()} == {600.0: 700.0, 900.0: 1300.0}
+    assert all(run["temperature_measured_source"] == "run.json mean_temperature_K" for run in runs.values())
+    n = r["reference"]["numbers"]
+    d1, d2 = n["D_tracer_600K_cm2_s"]["value"], n["D_tracer_900K_cm2_s"]["value"]
+    # two temperatures: the fit is the line through both points, at the measured T
+    expected = 1e3 * KB_EV * math.log(d2 / d1) / (1 / 700 - 1 / 1300)
+    assert n["E_a_meV"]["value"] == pytest.approx(expected, rel=1e-9)
+    assert abs(n["E_a_meV"]["value"] - 1e3 * KB_EV * math.log(d2 / d1) / (1 / 600 - 1 / 900)) > 5
+    assert "700, 1300 K (set-point 600, 900 K)" in n["E_a_meV"]["note"]
+    # Nernst–Einstein σ ∝ D_σ / T with the measured T
+    ratio = [n[f"sigma_{t}K_mS_cm"]["value"] * m / n[f"D_sigma_{t}K_cm2_s"]["value"]
+             for t, m in ((600, 700), (900, 1300))]
+    assert ratio[0] == pytest.approx(ratio[1], rel=1e-9)
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "T set-point" in text and "700 K" in text
+
+
+def test_failed_validation_makes_every_mlip_number_untrustworthy(measured):
+    out, r = measured
+    assert r["mlip_validation"] == FAILED_VALIDATION
+    mlip, ref = r["mlip"]["numbers"], r["reference"]["numbers"]
+    assert len(mlip) > 40 and any(k.startswith("parity_") for k in mlip)
+    for key, n in mlip.items():
+        assert n["converged"] is False, key
+        assert n["note"].startswith("MLIP failed validation: force_rmse_meV_A (219.7 vs limit 100.0), "
+                                    "min_pair_distance_ratio (0.55 vs limit 0.8)"), key
+    assert any(n["converged"] for n in ref.values())  # the reference keeps its own verdicts
+    assert not any(d["converged"] for d in r["differences"].values())
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert text.index("MLIP fit for MD: FAILED") < text.index("<h2>reference")
+    assert "no committee" in text and "<td class=no>fail</td>" in text
+
+
+def test_limits_unphysical_numbers_are_never_converged():
+    from mdma.compare_analyses import LIMITS, number
+    from mdma.compare_checks import apply_limits, reference_rdf_bounds
+    from mdma.compare_report import _row
+
+    def n(value, unit="", unc=None):
+        return number(value, unit, "mlip", "test", uncertainty=unc)
+
+    nums = {"mdma_anharmonic_share": n(1.5, unc=0.01), "mdma_O_e_share_900K": n(-0.3, unc=0.01),
+            "mdma_harmonic_share": n(0.6, unc=0.01), "haven_ratio_900K": n(2e25, unc=1e23),
+            "haven_ratio_600K": n(0.8, unc=0.1), "D_tracer_900K_cm2_s": n(-1e-6, "cm²/s"),
+            "D_sigma_900K_cm2_s": n(1e-5, "cm²/s", unc=2e-5), "E_a_meV": n(300.0, "meV", unc=20.0),
+            "rdf_first_peak_Se_Se_A": n(1.525, "Å"), "rdf_first_peak_Ga_O_A": n(1.95, "Å"),
+            "parity_force_rmse_meV_A": n(219.7, "meV/Å"), "parity_force_rmse_Li_meV_A": n(40.0, "meV/Å")}
+    r = np.arange(0.025, 6.0, 0.05)
+    g = {"Se-Se": np.where(r > 3.5, 1.0, 0.0), "Ga-O": np.where(r > 1.8, 1.0, 0.0)}
+    ref = {"rdf_first_peak_Se_Se_A": n(4.075, "Å"), "rdf_first_peak_Ga_O_A": n(1.975, "Å")}
+    apply_limits(nums, reference_rdf_bounds(ref, {"r_A": r, "g": g}))
+    bad = {k for k, x in nums.items() if not x["converged"]}
+    assert bad == {"mdma_anharmonic_share", "mdma_O_e_share_900K", "haven_ratio_900K", "D_tracer_900K_cm2_s",
+                   "D_sigma_900K_cm2_s", "rdf_first_peak_Se_Se_A", "parity_force_rmse_meV_A"}
+    assert "outside the physical range [-0.1, 1.1]" in nums["mdma_anharmonic_share"]["note"]
+    assert "Haven ratio 2e+25 outside" in nums["haven_ratio_900K"]["note"]
+    assert "≤ 0" in nums["D_tracer_900K_cm2_s"]["note"]
+    assert "relative uncertainty 200 %" in nums["D_sigma_900K_cm2_s"]["note"]
+    se = nums["rdf_first_peak_Se_Se_A"]["note"]
+    assert "0.8 × the reference's 4.08 Å" in se and "closest approach 3.5 Å" in se
+    assert f"limit {LIMITS['parity_force_rmse_max_meV_A']:g} meV/Å" in nums["parity_force_rmse_meV_A"]["note"]
+    assert "class=no" in _row("parity_force_rmse_meV_A", None, nums["parity_force_rmse_meV_A"], None)
+    assert "class=yes" in _row("parity_force_rmse_Li_meV_A", None, nums["parity_force_rmse_Li_meV_A"], None)

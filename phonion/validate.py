@@ -1,0 +1,439 @@
+"""Is a machine-learned potential fit for MD? The gate before any long MLIP MD (``phonion validate``).
+
+A low force RMSE is not enough: MACE users report potentials with a good test error whose MD
+explodes. ``validate(ValidateConfig(model=SPEC, reference=DIR, output=OUT))`` measures, against the
+reference runs in DIR (``<T>K/traj.h5`` as ``phonion reference`` writes them, or any trajectory
+files with energies and forces):
+
+==================================  ================================================================
+check                               passes when
+==================================  ================================================================
+``force_rmse``                      held-out force RMSE ≤ ``max_force_rmse_meV_A``; held-out = the
+                                    last ``held_out_fraction`` of every reference run (the test
+                                    block of ``phonion train``'s time-block split with the same
+                                    fraction). Also reported per temperature and per species
+``no_sanity_trip``                  both validation MD runs end ``complete``: none came closer than
+                                    the per-pair floors learned from the reference frames
+                                    (``md.guards.learn_pair_floors``), and none lost temperature
+                                    control (see ``md.guards``)
+``min_pair_distance_ratio``         over every species pair, (closest approach in the validation
+                                    runs) / (closest approach in the reference frames) ≥ limit
+``rdf_first_peak_max_shift_A``      partial-RDF first peaks of the validation run at the hottest
+                                    reference temperature vs the reference run at that temperature
+``mean_temperature_ratio``          mean kinetic T / set-point of each validation run (the ratio
+                                    furthest from 1 is reported) within ± ``max_temperature_deviation``
+``uncertainty_p99``                 (committee SPECs only) the 99th percentile of the per-atom
+                                    committee force spread over the validation frames ≤ limit
+==================================  ================================================================
+
+Two validation runs are made (in parallel processes): one at the hottest reference temperature
+T_max (for the like-for-like RDF) and one at ``hot_factor`` × T_max (default 1.1: a potential used up
+to T_max must survive above it). Their directories are kept in ``OUT/md`` and resume after a kill.
+
+Output: ``OUT/validation.json`` (also returned), ``OUT/rdf.png``. ``passed`` is true only when
+every check passes; a failing check keeps its value and names its limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: default limits of the gate (every one can be changed in ValidateConfig)
+DEFAULT_LIMITS = {"max_force_rmse_meV_A": 100.0, "min_pair_distance_ratio": 0.85,
+                  "max_rdf_shift_A": 0.1, "max_temperature_deviation": 0.05,
+                  "max_uncertainty_p99_meV_A": 300.0}
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Settings of ``phonion validate`` (units in the names).
+
+    model : calculator SPEC of the MLIP, e.g. ``mace:train/model.model`` or a committee
+        ``mace:m0/model.model,m1/model.model,m2/model.model`` (the mean force drives the MD)
+    reference : directory of reference runs (``*K/traj.h5``), or a list of trajectory files
+    output : directory for validation.json, the validation MD runs and the RDF figure
+    temperature_K : temperature of the RDF run; default the hottest reference temperature
+    hot_factor : the stability run is at hot_factor × temperature_K
+    steps, equilibration_steps, sample_every, timestep_fs, thermostat_time_fs : validation MD
+        (timestep default: the reference's)
+    structure, supercell : starting structure of the validation MD; default: the reference's
+        own (its metadata), else its first frame
+    held_out_fraction : last fraction of every reference run used as held-out frames
+    pair_floor_fraction : sanity floors = this × the reference's closest approach of each pair
+    workers : processes for the two validation runs (1 torch thread each)
+    device : torch device of the MLIP (cpu / cuda)
+    """
+
+    model: str
+    reference: object
+    output: str = "validation"
+    temperature_K: float | None = None
+    hot_factor: float = 1.1
+    steps: int = 1000
+    equilibration_steps: int = 200
+    sample_every: int = 5
+    timestep_fs: float | None = None
+    thermostat_time_fs: float = 50.0
+    structure: str | None = None
+    supercell: tuple = (1, 1, 1)
+    held_out_fraction: float = 0.1
+    pair_floor_fraction: float = 0.75
+    seed: int = 0
+    workers: int = 2
+    device: str = "cpu"
+    max_force_rmse_meV_A: float = DEFAULT_LIMITS["max_force_rmse_meV_A"]
+    min_pair_distance_ratio: float = DEFAULT_LIMITS["min_pair_distance_ratio"]
+    max_rdf_shift_A: float = DEFAULT_LIMITS["max_rdf_shift_A"]
+    max_temperature_deviation: float = DEFAULT_LIMITS["max_temperature_deviation"]
+    max_uncertainty_p99_meV_A: float = DEFAULT_LIMITS["max_uncertainty_p99_meV_A"]
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(f"validate settings: {msg}")
+
+        need(isinstance(self.model, str) and self.model.strip(), "model SPEC must be given")
+        need(self.temperature_K is None or self.temperature_K > 0, "temperature_K must be > 0")
+        need(self.hot_factor >= 1.0, f"hot_factor must be ≥ 1, got {self.hot_factor}")
+        need(0 < self.held_out_fraction < 1, f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        need(0 < self.pair_floor_fraction <= 1, "pair_floor_fraction must be in (0, 1]")
+        for name in ("steps", "sample_every", "workers"):
+            need(int(getattr(self, name)) >= 1, f"{name} must be ≥ 1")
+        need(self.equilibration_steps % self.sample_every == 0,
+             "equilibration_steps must be a multiple of sample_every")
+        object.__setattr__(self, "supercell", tuple(int(n) for n in self.supercell))
+
+
+# ---- reference side -------------------------------------------------------------------------------
+def reference_files(reference) -> list[str]:
+    """The reference trajectories: ``DIR/*K/traj.h5`` (sorted by temperature) or the files given."""
+    if isinstance(reference, (list, tuple)):
+        files = [str(f) for f in reference]
+    elif Path(reference).is_dir():
+        files = glob.glob(os.path.join(str(reference), "*K", "traj.h5")) or sorted(
+            str(p) for p in Path(reference).glob("*.h5"))
+    else:
+        files = sorted(glob.glob(str(reference))) or [str(reference)]
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing or not files:
+        raise ValueError(f"{reference}: no reference trajectories found"
+                         + (f" ({missing[0]} does not exist)" if missing else
+                            " (expected <T>K/traj.h5 as written by phonion reference)"))
+    from mlip.data import temperature_from_name
+
+    return sorted(files, key=lambda f: temperature_from_name(f) or 0.0)
+
+
+def load_reference(files: list[str], held_out_fraction: float) -> dict:
+    """Reference runs: trajectories, temperatures, held-out frames (REF_* labels), all frames."""
+    from md.io import read_trajectory
+    from mlip.data import KEYS, run_temperature
+
+    runs, held_out = [], []
+    for path in files:
+        traj = read_trajectory(path)
+        usable = traj.frames_with("forces") & traj.frames_with("energies")
+        if not usable.any():
+            raise ValueError(f"{path}: no frame has both energy and forces; not a reference run")
+        temp = run_temperature(traj, [path])
+        start = int(math.floor(traj.n_frames * (1.0 - held_out_fraction)))
+        for i in np.flatnonzero(usable[start:]) + start:
+            atoms = traj.to_atoms(int(i))
+            atoms.info[KEYS["energy"]] = float(traj.energies[i])
+            atoms.arrays[KEYS["forces"]] = np.array(traj.forces[i])
+            atoms.info["temperature_K"] = np.nan if temp is None else temp
+            held_out.append(atoms)
+        runs.append({"file": path, "traj": traj, "temperature_K": temp})
+    return {"runs": runs, "held_out": held_out}
+
+
+def predict_with_spread(calculator, frames) -> dict:
+    """``mlip.evaluate.predict`` arrays plus the committee spread of every frame.
+
+    Adds ``force_std`` (ΣN,) eV/Å — the per-atom norm of the committee standard deviation of the
+    force (NaN for a single model) — and ``frame_force_error`` / ``frame_force_std`` (F,): per frame
+    the RMS force error and the RMS committee spread, for the calibration of the uncertainty.
+    """
+    from mlip.evaluate import predict
+
+    parts, stds = [], []
+    for atoms in frames:  # one frame at a time: the calculator's results then hold its variance
+        parts.append(predict(calculator, [atoms]))
+        var = (getattr(calculator, "results", None) or {}).get("forces_var")
+        stds.append(np.sqrt(np.asarray(var).sum(axis=1)) if var is not None else np.full(len(atoms), np.nan))
+    if not parts:
+        raise ValueError("no held-out frames to evaluate")
+    pred = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    pred["force_std"] = np.concatenate(stds) if stds else np.zeros(0)
+    n = pred["n_atoms"].astype(int)
+    bounds = np.concatenate([[0], np.cumsum(n)])
+    df = pred["forces_pred"] - pred["forces_ref"]
+    pred["frame_force_error"] = np.array([np.sqrt(np.mean(df[a:b] ** 2)) for a, b in zip(bounds[:-1], bounds[1:])])
+    pred["frame_force_std"] = np.array([np.sqrt(np.mean(pred["force_std"][a:b] ** 2))
+                                        for a, b in zip(bounds[:-1], bounds[1:])])
+    return pred
+
+
+def closest_approach(frames_or_trajs, cutoff_A: float = 4.0) -> dict:
+    """Shortest distance of every species pair (``"A-B"``, sorted symbols) over frames, Å.
+
+    ``frames_or_trajs``: ase.Atoms, or Trajectory objects (all their frames). Periodic images
+    included (``md.guards.closest_pairs``); pairs never within ``cutoff_A`` are absent.
+    """
+    from md.guards import closest_pairs
+
+    best: dict[str, float] = {}
+    for item in frames_or_trajs:
+        frames = (item.to_atoms(f) for f in range(item.n_frames)) if hasattr(item, "to_atoms") else [item]
+        for atoms in frames:
+            for key, (d, _, _) in closest_pairs(atoms, None, cutoff_A).items():
+                best[key] = min(d, best.get(key, np.inf))
+    return dict(sorted(best.items()))
+
+
+def rdf_peaks(traj, max_frames: int = 200) -> dict:
+    """First-peak position (Å) of every partial RDF of a run (``mdma.compare_analyses`` rules)."""
+    from mdma.compare_analyses import rdf_numbers
+
+    numbers, curves = rdf_numbers(traj, "x", "x", max_frames=max_frames)
+    peaks = {k[len("rdf_first_peak_"):-2].replace("_", "-"): v["value"] for k, v in numbers.items()}
+    return {"peaks": peaks, "r_A": curves["r_A"], "g": curves["g"]}
+
+
+def _check(value, limit, passed) -> dict:
+    return {"value": value, "limit": limit, "passed": bool(passed)}
+
+
+def _spearman(x, y) -> float | None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 5:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x[ok], y[ok]).statistic)
+
+
+# ---- validation MD ---------------------------------------------------------------------------------
+def _md_start(cfg: ValidateConfig, ref: dict) -> tuple[str, tuple, float]:
+    """(structure SPEC, supercell, timestep) of the validation MD, from cfg or the reference."""
+    hot = ref["runs"][-1]["traj"]
+    meta = hot.metadata or {}
+    timestep = cfg.timestep_fs or meta.get("timestep_fs") or hot.timestep_fs or 2.0
+    if cfg.structure:
+        return cfg.structure, cfg.supercell, float(timestep)
+    structure = meta.get("structure")
+    if structure:
+        from phonion.structures import BUNDLED_STRUCTURES
+
+        if structure in BUNDLED_STRUCTURES or Path(str(structure)).is_file():
+            return str(structure), tuple(int(n) for n in meta.get("supercell", (1, 1, 1))), float(timestep)
+    path = Path(cfg.output) / "start.extxyz"
+    if not path.is_file():
+        import ase.io
+
+        ase.io.write(path, hot.to_atoms(0), format="extxyz")
+    return str(path), (1, 1, 1), float(timestep)
+
+
+def run_validation_md(cfg: ValidateConfig, ref: dict, floors: dict, t_rdf: float, progress: bool) -> list[dict]:
+    """The two validation runs (T_rdf and hot_factor × T_rdf) through ``md.sweep``; their rows."""
+    from md.md_config import MDConfig
+    from md.sweep import SweepConfig, run_sweep
+
+    structure, supercell, timestep = _md_start(cfg, ref)
+    spec = cfg.model if "device=" in cfg.model else (
+        cfg.model + ("&" if "?" in cfg.model else "?") + f"device={cfg.device}")
+    run = MDConfig(structure=structure, calculator=spec, temperature_K=t_rdf, steps=int(cfg.steps),
+                   timestep_fs=timestep, equilibration_steps=int(cfg.equilibration_steps),
+                   ensemble="nvt-bussi", sample_every=int(cfg.sample_every), seed=int(cfg.seed),
+                   supercell=supercell, thermostat_time_fs=float(cfg.thermostat_time_fs),
+                   checkpoint_every=max(int(cfg.sample_every), int(cfg.steps) // 4 // int(cfg.sample_every)
+                                        * int(cfg.sample_every)),
+                   pair_floors_A=dict(floors), output="-")
+    temps = (round(t_rdf, 3), round(t_rdf * cfg.hot_factor, 3))
+    sweep = SweepConfig(temperatures_K=temps, seeds=(int(cfg.seed),), fix=("none",),
+                        output=str(Path(cfg.output) / "md"), run=run)
+    return run_sweep(sweep, workers=min(int(cfg.workers), 2), resume=True, progress=progress)
+
+
+def _validation_runs(rows: list[dict]) -> list[dict]:
+    """Per validation run: status, mean T, trajectory (None when nothing was written), reason."""
+    from md.io import read_trajectory
+
+    out = []
+    for row in rows:
+        path = Path(row["path"]).parent  # row["path"] is the run's traj.h5
+        rec = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+        traj = None
+        if (path / "traj.h5").is_file():
+            try:
+                traj = read_trajectory(path / "traj.h5")
+            except Exception:  # noqa: BLE001 - an empty file of a run that tripped at once
+                traj = None
+        temps = None if traj is None or traj.temperatures_K is None else traj.temperatures_K
+        out.append({"run": row["run"], "path": str(path), "temperature_K": float(row["temperature_K"]),
+                    "status": rec.get("status", "failed"),
+                    "invalid_reason": rec.get("invalid_reason") or rec.get("message"),
+                    "invalid_step": rec.get("invalid_step"),
+                    "n_frames": 0 if traj is None else int(traj.n_frames),
+                    "mean_temperature_K": None if temps is None or not len(temps) else float(np.mean(temps)),
+                    "uncertainty_p99_eV_A": rec.get("uncertainty_p99_eV_A"),
+                    "uncertainty_max_eV_A": rec.get("uncertainty_max_eV_A"),
+                    "traj": traj})
+    return out
+
+
+# ---- the gate -----------------------------------------------------------------------------------------
+def validate(cfg: ValidateConfig, progress: bool = True) -> dict:
+    """Run the gate (module docstring); returns and writes ``OUT/validation.json``.
+
+    Raises ValueError for bad settings or unreadable reference data (before any MD runs) and
+    ``mlip.calculators.CalculatorSpecError`` for a model SPEC that cannot be loaded.
+    """
+    from md.guards import learn_pair_floors
+    from mlip.calculators import committee_files, parse_spec, resolve_calculator
+    from mlip.evaluate import error_metrics, metrics_with_temperatures
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ref = load_reference(reference_files(cfg.reference), cfg.held_out_fraction)
+    spec = parse_spec(cfg.model)
+    is_committee = spec.kind == "mace" and len(committee_files(spec.target)) > 1
+    calc = resolve_calculator(spec, device=cfg.device)  # one clear error for a bad model, before MD
+    pred = predict_with_spread(calc, ref["held_out"])
+    del calc
+    metrics = metrics_with_temperatures(pred)
+    ref_trajs = [r["traj"] for r in ref["runs"]]
+    frames = [t.to_atoms(f) for t in ref_trajs for f in range(0, t.n_frames, max(1, t.n_frames // 50))]
+    floors = learn_pair_floors(frames, fraction=cfg.pair_floor_fraction)
+    ref_min = closest_approach(frames)
+    temps = [r["temperature_K"] for r in ref["runs"] if r["temperature_K"] is not None]
+    t_rdf = float(cfg.temperature_K or (max(temps) if temps else 0.0))
+    if t_rdf <= 0:
+        raise ValueError(f"{cfg.reference}: the reference runs carry no temperature; give --temperature-K")
+    rows = run_validation_md(cfg, ref, floors, t_rdf, progress)
+    runs = _validation_runs(rows)
+    result = _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee, error_metrics)
+    _plot_rdf(result.pop("_rdf"), out / "rdf.png")
+    result["rdf_plot"] = str(out / "rdf.png")
+    tmp = out / "validation.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=_json_default))
+    tmp.replace(out / "validation.json")
+    return json.loads((out / "validation.json").read_text())
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def _nearest_ref_run(ref: dict, t: float):
+    runs = [r for r in ref["runs"] if r["temperature_K"] is not None]
+    return min(runs, key=lambda r: abs(r["temperature_K"] - t)) if runs else ref["runs"][-1]
+
+
+def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee, error_metrics) -> dict:
+    """All checks and the JSON object of the command contract."""
+    checks = {}
+    rmse = metrics["force_rmse_meV_A"]
+    checks["force_rmse"] = _check(rmse, cfg.max_force_rmse_meV_A, rmse <= cfg.max_force_rmse_meV_A)
+    invalid = [r for r in runs if r["status"] != "complete"]
+    checks["no_sanity_trip"] = _check(len(invalid), 0, not invalid)
+    trajs = [r["traj"] for r in runs if r["traj"] is not None and r["traj"].n_frames]
+    mlip_min = closest_approach(trajs) if trajs else {}
+    ratios = {k: mlip_min[k] / ref_min[k] for k in ref_min if k in mlip_min}
+    worst = min(ratios.values()) if ratios else None
+    checks["min_pair_distance_ratio"] = _check(worst, cfg.min_pair_distance_ratio,
+                                               worst is not None and worst >= cfg.min_pair_distance_ratio)
+    rdf_run = next((r for r in runs if abs(r["temperature_K"] - t_rdf) < 1e-6), runs[0])
+    ref_run = _nearest_ref_run(ref, t_rdf)
+    shifts, rdf = {}, {"reference": None, "mlip": None}
+    if rdf_run["traj"] is not None and rdf_run["traj"].n_frames >= 2:
+        a, b = rdf_peaks(ref_run["traj"]), rdf_peaks(rdf_run["traj"])
+        rdf = {"reference": a, "mlip": b, "t_ref": ref_run["temperature_K"], "t_mlip": rdf_run["temperature_K"]}
+        for pair, pa in a["peaks"].items():
+            pb = b["peaks"].get(pair)
+            if pa is not None:
+                shifts[pair] = None if pb is None else abs(pb - pa)
+    known = [v for v in shifts.values() if v is not None]
+    lost = [k for k, v in shifts.items() if v is None]
+    max_shift = None if not shifts or lost else max(known)
+    checks["rdf_first_peak_max_shift"] = _check(max_shift, cfg.max_rdf_shift_A,
+                                                max_shift is not None and max_shift <= cfg.max_rdf_shift_A)
+    t_ratios = {r["run"]: (r["mean_temperature_K"] / r["temperature_K"]) if r["mean_temperature_K"] else None
+                for r in runs}
+    finite = [v for v in t_ratios.values() if v is not None]
+    t_worst = max(finite, key=lambda v: abs(v - 1.0)) if finite else None
+    checks["mean_temperature_ratio"] = _check(
+        t_worst, [1 - cfg.max_temperature_deviation, 1 + cfg.max_temperature_deviation],
+        t_worst is not None and abs(t_worst - 1.0) <= cfg.max_temperature_deviation and len(finite) == len(runs))
+    p99 = None
+    if is_committee:
+        vals = [r["uncertainty_p99_eV_A"] for r in runs if r["uncertainty_p99_eV_A"] is not None]
+        p99 = 1e3 * max(vals) if vals else None
+        checks["uncertainty_p99"] = _check(p99, cfg.max_uncertainty_p99_meV_A,
+                                           p99 is not None and p99 <= cfg.max_uncertainty_p99_meV_A)
+    by_t = {k: v["force_rmse_meV_A"] for k, v in metrics.get("per_temperature", {}).items()}
+    calib = None
+    if is_committee:
+        calib = {"spearman_frame_error_vs_spread": _spearman(pred["frame_force_error"], pred["frame_force_std"]),
+                 "spearman_atom_error_vs_spread": _spearman(
+                     np.linalg.norm(pred["forces_pred"] - pred["forces_ref"], axis=1), pred["force_std"]),
+                 "held_out_spread_p99_meV_A": 1e3 * float(np.nanpercentile(pred["force_std"], 99)),
+                 "held_out_spread_mean_meV_A": 1e3 * float(np.nanmean(pred["force_std"]))}
+    failed = [k for k, c in checks.items() if not c["passed"]]
+    return {
+        "passed": not failed, "failed_checks": failed, "model": cfg.model, "committee": is_committee,
+        "reference": [r["file"] for r in ref["runs"]],
+        "force_rmse_meV_A": rmse, "force_rmse_by_temperature_meV_A": by_t,
+        "force_rmse_by_species_meV_A": metrics["per_element_force_rmse_meV_A"],
+        "energy_mae_meV_atom": metrics["energy_mae_meV_atom"], "n_held_out_frames": metrics["n_frames"],
+        "held_out": f"last {cfg.held_out_fraction:g} of every reference run",
+        "min_pair_distance_ratio": worst, "min_pair_distance_ratio_by_pair": ratios,
+        "reference_closest_approach_A": ref_min, "mlip_closest_approach_A": mlip_min, "pair_floors_A": floors,
+        "rdf_first_peak_max_shift_A": max_shift, "rdf_first_peak_shift_by_pair_A": shifts,
+        "rdf_pairs_without_mlip_peak": lost,
+        "rdf_temperatures_K": {"reference": rdf.get("t_ref"), "mlip": rdf.get("t_mlip")},
+        "mean_temperature_ratio": t_worst, "mean_temperature_ratio_by_run": t_ratios,
+        "uncertainty_p99_meV_A": p99, "uncertainty_calibration": calib,
+        "validation_runs": [{k: v for k, v in r.items() if k != "traj"} for r in runs],
+        "checks": checks, "limits": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                                     if f.name.startswith(("max_", "min_"))},
+        "_rdf": rdf,
+    }
+
+
+def _plot_rdf(rdf: dict, path: Path) -> None:
+    """Partial RDFs, reference vs MLIP validation run, one panel per pair (explicit Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    a, b = rdf.get("reference"), rdf.get("mlip")
+    pairs = sorted(a["g"]) if a else []
+    ncol = 4
+    nrow = max(1, math.ceil(len(pairs) / ncol))
+    fig = Figure(figsize=(3.2 * ncol, 2.4 * nrow), layout="constrained")
+    FigureCanvasAgg(fig)
+    for k, pair in enumerate(pairs):
+        ax = fig.add_subplot(nrow, ncol, k + 1)
+        ax.plot(a["r_A"], a["g"][pair], color="k", lw=1.2, label=f"reference {rdf['t_ref']:g} K")
+        if b and pair in b["g"]:
+            ax.plot(b["r_A"], b["g"][pair], color="C3", lw=1.0, ls="--", label=f"MLIP {rdf['t_mlip']:g} K")
+        ax.set_title(pair, fontsize=9)
+        ax.set_xlabel("r (Å)", fontsize=8)
+        if k == 0:
+            ax.legend(fontsize=7)
+    if not pairs:
+        fig.add_subplot(1, 1, 1).text(0.5, 0.5, "no validation frames", ha="center")
+    fig.savefig(path, dpi=90)
