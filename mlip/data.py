@@ -377,6 +377,8 @@ def build_dataset(cfg: DataConfig) -> Dataset:
     e0s, source = _resolve_e0s(cfg, runs_data, zs)
     stats = []
     for r in runs_data:
+        if r["files"] in train_only:  # far-from-equilibrium frames by design (active learning)
+            continue
         u, n = r["usable"], r["traj"].n_atoms
         ref = sum(c * e0s[z] for z, c in r["counts"].items())
         stats.append({"name": r["name"], "rms_force": float(np.sqrt(np.mean(r["traj"].forces[u] ** 2))),

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlip.data import DataConfig
 from mlip.optim_config import LossConfig, OptimConfig
 from mlip.model import ModelConfig
@@ -78,6 +80,7 @@ class ExportConfig:
 
     dtype: str = "float64"
     which: str = "best"
+    refit_e0s: bool = True  # refit the per-element energy zero on the training frames (correct_energy_zero)
     lammps: bool = False
     parity_plots: bool = True
     device: str = "cpu"
@@ -289,6 +292,44 @@ def export_model(module, ckpt_path: str | None, path: Path, dtype: str) -> Path:
     return path
 
 
+def correct_energy_zero(model_path: Path, frames, dtype: str, max_frames: int = 64) -> dict:
+    """Refit the per-element energy zero (E0s) of an exported model on training frames, in place.
+
+    With mace's weighted loss (forces ×100, energy ×1) a short training leaves the energy with a
+    near-constant offset per atom (seen: −6 meV/atom after 30 epochs, ~40 after 12): forces do not
+    see a constant, and the energy term is too weak to remove it in a few epochs. The offset is one
+    linear parameter per element, so it is fitted exactly: least squares of (E_ref − E_pred) on the
+    element counts over (up to ``max_frames``) training frames, added to the model's atomic
+    energies. Forces and stress are unchanged. Returns the correction per element (eV) and the
+    mean per-atom residual before and after (meV/atom).
+    """
+    import torch
+    from ase.data import chemical_symbols
+
+    from mlip.calculators import resolve_calculator
+    from mlip.evaluate import predict
+
+    if not frames:
+        return {}
+    step = max(1, len(frames) // max_frames)
+    frames = frames[::step]
+    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    zs = [int(z) for z in model.atomic_numbers]
+    counts = np.array([[int((a.numbers == z).sum()) for z in zs] for a in frames], dtype=float)
+    pred = predict(resolve_calculator(f"mace:{model_path}", device="cpu", dtype=dtype), frames)
+    resid = pred["energy_ref"] - pred["energy_pred"]
+    delta, *_ = np.linalg.lstsq(counts, resid, rcond=None)
+    with torch.no_grad():
+        buf = model.atomic_energies_fn.atomic_energies
+        buf += torch.as_tensor(delta, dtype=buf.dtype).reshape(buf.shape[-1:])
+    torch.save(model, model_path)
+    n = counts.sum(axis=1)
+    return {"e0_correction_eV": {chemical_symbols[z]: float(d) for z, d in zip(zs, delta)},
+            "mean_residual_before_meV_atom": 1e3 * float(np.mean(resid / n)),
+            "mean_residual_after_meV_atom": 1e3 * float(np.mean((resid - counts @ delta) / n)),
+            "n_frames": len(frames)}
+
+
 def export_lammps(model_path: Path) -> dict:
     """mace's own converter (``mace_create_lammps_model``, libtorch format); returns what happened."""
     import subprocess
@@ -376,8 +417,9 @@ def _run(cfg: TrainConfig) -> dict:
     best = ckpt_cb.best_model_path or None
     source = best if cfg.export.which == "best" and best else resume_checkpoint(out / "checkpoints")
     model_path = export_model(module, source, out / "model.model", cfg.export.dtype)
+    energy_zero = correct_energy_zero(model_path, dataset.train, cfg.export.dtype) if cfg.export.refit_e0s else {}
     splits = write_splits(dataset, out / "splits")
-    metrics = {"model_file": str(model_path), "exported_from": source}
+    metrics = {"model_file": str(model_path), "exported_from": source, "energy_zero_refit": energy_zero}
     for split in ("val", "test"):
         if dataset.split(split):
             metrics[split], pred = evaluate_model(model_path, dataset.split(split), device=cfg.export.device,

@@ -1,6 +1,7 @@
 """``phonion demo``: the first thing a user runs — the whole chain on the bundled LiGa(SeO3)2.
 
-Surrogate-reference MD (CHGNet by default) at a few temperatures → a small MACE trained on it →
+Surrogate-reference MD (CHGNet by default) at a few temperatures → a committee of small MACE
+models trained on it, one or more active-learning rounds and the fit-for-MD gate →
 MLIP MD at the same temperatures plus fixed-O_e / fixed-O_c runs → the comparison report
 (diffusion, Arrhenius, Haven, VDOS, phonons, MDMA, pFC, parity). It is :func:`phonion.chain.run_chain`
 with a profile (:mod:`phonion.profiles`): ``quick`` (default, ≤ 15 min on 2 CPU cores), ``full`` (GPU)
@@ -34,11 +35,12 @@ def add_demo_parser(sub, formatter) -> None:
         "demo", formatter_class=formatter,
         help="the whole chain on the bundled LiGa(SeO3)2 (start here; ~12 min on 2 CPU cores)",
         description="The whole chain on the bundled LiGa(SeO3)2 cell (Materials Project, CC BY 4.0): "
-                    "surrogate-reference MD with CHGNet at a few temperatures, MACE training, an MLIP MD "
+                    "surrogate-reference MD with CHGNet at a few temperatures, a committee of MACE models with "
+                    "an active-learning round and the fit-for-MD gate, an MLIP MD "
                     "sweep with fixed-O_e / fixed-O_c runs, then phonons, MDMA, pFC and the reference-vs-MLIP "
                     "comparison report. Profiles: quick (CPU, ≤ 15 min on 2 cores; numbers NOT "
                     "converged), full (GPU: 2x1x1 cell, production-sized MACE, 200 ps runs), tiny (tests). "
-                    "Outputs in OUT: sites.json, reference/, train/, mlip_md/, compare/report.html, "
+                    "Outputs in OUT: sites.json, reference/, learn/, mlip_md/, compare/report.html, "
                     "summary.json. Rerun the same command to continue an interrupted demo.",
         epilog="examples:\n  phonion demo -o demo-out\n  phonion demo -o demo-gpu --profile full\n"
                "  phonion demo -o demo-out --set mlip_md.steps=8000 --set train.trainer.max_epochs=20")
@@ -93,6 +95,18 @@ def format_summary(summary: dict) -> str:
     for name, st in summary["stages"].items():
         lines.append(f"  {name:<10} {st.get('status', '?'):<22} {st.get('wall_s', 0):8.1f} s")
     lines.append(f"  {'total':<10} {'':<22} {summary.get('total_wall_s', 0):8.1f} s")
+    learn = (summary.get("stages") or {}).get("learn") or {}
+    gate = learn.get("gate") or {}
+    if gate:
+        verdict = "PASSED" if gate.get("passed") else "FAILED (" + ", ".join(gate.get("failed_checks") or []) + ")"
+        lines += ["", f"MLIP fit for MD (committee of MACE models, gate before long MD): {verdict}"]
+        for r in learn.get("rounds") or []:
+            rmse, p99 = r.get("force_rmse_meV_A"), r.get("uncertainty_p99_meV_A")
+            lines.append(f"  round {r['round']}: +{r.get('n_added', 0)} labelled frames, held-out force RMSE "
+                         + ("n/a" if rmse is None else f"{rmse:.1f} meV/Å")
+                         + ", committee spread p99 " + ("n/a" if p99 is None else f"{p99:.0f} meV/Å")
+                         + ("" if r.get("failed_checks") is None
+                            else f", gate {'passed' if r.get('gate_passed') else 'failed'}"))
     head = summary.get("headline") or {}
     ref, mlip = head.get("reference", {}), head.get("mlip", {})
     keys = list(dict.fromkeys(list(ref.get("numbers", {})) + list(mlip.get("numbers", {}))))

@@ -97,6 +97,14 @@ def cmd_validate(args) -> int:
     return 0 if result["passed"] else 1
 
 
+def _is_override(word: str) -> bool:
+    """``section.key=value`` (an override), not a file name that happens to contain '='."""
+    from pathlib import Path
+
+    key, sep, _ = word.partition("=")
+    return bool(sep) and bool(key) and "/" not in key and not Path(word).exists()
+
+
 def format_validation(result: dict) -> str:
     """The gate's verdict as a few lines of text."""
     lines = [f"MLIP fit for MD: {'PASSED' if result['passed'] else 'FAILED'}  ({result['model']})"]
@@ -110,17 +118,22 @@ def format_validation(result: dict) -> str:
 def cmd_learn(args) -> int:
     from phonion.learn import load_learn_config, run_learn
 
-    cfg = load_learn_config(args.config, args.overrides, output=args.output, data=args.data,
+    # ``--data`` takes every word after it: key=value words there are overrides, not files
+    data = [d for d in args.data if not _is_override(d)]
+    overrides = [d for d in args.data if _is_override(d)] + list(args.overrides)
+    cfg = load_learn_config(args.config, overrides, output=args.output, data=data,
                             reference_calculator=args.reference_calculator)
     with stdout_to_stderr():
         rounds = run_learn(cfg, progress=True)
     if args.json:
         print(json.dumps(rounds, indent=2))
     else:
-        for r in rounds:
+        for r in rounds:  # a round whose gate was not run (before rounds.min_rounds) has no numbers
+            rmse, p99 = r["force_rmse_meV_A"], r["uncertainty_p99_meV_A"]
             print(f"round {r['round']}: +{r['n_added']} frames, held-out force RMSE "
-                  f"{r['force_rmse_meV_A']:.1f} meV/Å, p99 uncertainty {r['uncertainty_p99_meV_A']}, "
-                  f"gate {'passed' if r['gate_passed'] else 'failed'}")
+                  f"{'n/a' if rmse is None else f'{rmse:.1f}'} meV/Å, p99 uncertainty "
+                  f"{'n/a' if p99 is None else f'{p99:.1f}'} meV/Å, gate "
+                  f"{'passed' if r['gate_passed'] else ('failed' if r.get('gate_checked', True) else 'not run')}")
     return 0 if rounds and rounds[-1]["gate_passed"] else 1
 
 

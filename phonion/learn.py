@@ -67,7 +67,7 @@ DEFAULTS: dict = {
                 "sample_every": 5, "timestep_fs": None, "thermostat_time_fs": 50.0,
                 "pair_floor_fraction": 0.75, "workers": 2, "structure": None, "supercell": [1, 1, 1]},
     "harvest": {"max_frames": 24, "uncertainty_threshold_eV_A": 0.15, "distance_ratio": 0.9,
-                "min_separation_frames": 2},
+                "min_separation_frames": 2, "max_force_eV_A": 30.0},
     "validate": {"steps": 1000, "equilibration_steps": 200, "hot_factor": 1.1},
     "rounds": {"max_rounds": 3, "min_rounds": 0},
 }
@@ -85,8 +85,13 @@ def _merge(base: dict, new: dict, where: str, free: tuple = ("train", "validate"
             near = difflib.get_close_matches(str(key), list(base), n=1)
             raise ValueError(f"learn config: unknown key {where + '.' if where else ''}{key}"
                              + (f" (did you mean {near[0]!r}?)" if near else f"; known: {sorted(base)}"))
+        name = f"{where}.{key}" if where else key
+        if isinstance(base.get(key), dict) and value is None:  # an empty section in YAML
+            value = {}
+        if isinstance(base.get(key), dict) and not isinstance(value, dict):
+            raise ValueError(f"learn config: {name} is a section (keys {sorted(base[key])}), got {value!r}")
         if isinstance(base.get(key), dict) and isinstance(value, dict):
-            out[key] = _merge(base[key], value, f"{where}.{key}" if where else key, free)
+            out[key] = _merge(base[key], value, name, free)
         else:
             out[key] = value
     return out
@@ -156,6 +161,10 @@ def _validate_config(cfg: dict) -> None:
             near = difflib.get_close_matches(key, sorted(known), n=1)
             raise ValueError(f"learn config: unknown key validate.{key}"
                              + (f" (did you mean {near[0]!r}?)" if near else f"; known: {sorted(known)}"))
+    try:  # the values too (e.g. equilibration_steps a multiple of sample_every), before any training
+        ValidateConfig(model="mace:check", reference=[], **cfg["validate"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"learn config: validate section: {exc}") from None
 
 
 def data_files(cfg: dict) -> list[str]:
@@ -391,13 +400,17 @@ def label(cfg: dict, round_dir: Path, picked: list[dict], rnd: int, progress: bo
     groups: dict[float, list] = {}
     for c in picked:
         groups.setdefault(c["temperature_K"], []).append(c)
-    files, calc = [], None
+    files, calc, n_kept = [], None, 0
+    skipped_path = round_dir / "skipped.json"
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else []
+    gone = {(c["run"], c["frame"]) for c in skipped}
     for temp, items in sorted(groups.items()):
         path = round_dir / f"labelled_{temp:g}K.extxyz"
         done = ase.io.read(path, index=":") if path.is_file() else []
         have = {(a.info.get("source_run"), int(a.info.get("source_frame", -1))) for a in done}
+        n_kept += len(done)
         for c in items:
-            if (c["run"], c["frame"]) in have:
+            if (c["run"], c["frame"]) in have or (c["run"], c["frame"]) in gone:
                 continue
             if calc is None:
                 _log(progress, f"{round_dir.name}: labelling {len(picked)} frames with {spec}")
@@ -411,23 +424,35 @@ def label(cfg: dict, round_dir: Path, picked: list[dict], rnd: int, progress: bo
                 stress = np.array(atoms.get_stress()) if "stress" in getattr(calc, "implemented_properties", ()) else None
             except Exception as exc:  # noqa: BLE001 - a user's DFT setup can fail in any way
                 raise RuntimeError(f"reference calculator {spec!r} failed on {where}: {type(exc).__name__}: "
-                                   f"{exc}; the {len(done)} frames labelled so far are kept in {path}; "
-                                   "fix the calculator and run the same command again") from exc
+                                   f"{exc}; the {n_kept} frames labelled so far are kept in "
+                                   f"{round_dir}/labelled_*K.extxyz; fix the calculator and run the same "
+                                   "command again") from exc
             if not (np.isfinite(energy) and np.isfinite(forces).all()):
                 raise RuntimeError(f"reference calculator {spec!r} returned non-finite energy/forces on "
-                                   f"{where}; labelled frames so far are kept in {path}")
+                                   f"{where}; the {n_kept} frames labelled so far are kept in "
+                                   f"{round_dir}/labelled_*K.extxyz")
+            fmax = float(np.linalg.norm(forces, axis=1).max())
+            if fmax > float(cfg["harvest"]["max_force_eV_A"]):  # a collision no MD needs to describe
+                skipped.append({**c, "reference_max_force_eV_A": fmax})
+                _write_json(skipped_path, skipped)
+                continue
             out = atoms.copy()
             out.info = {"source_run": c["run"], "source_frame": int(c["frame"]), "round": int(rnd),
-                        "temperature_K": float(temp), "committee_spread_eV_A": c["uncertainty_eV_A"],
+                        "temperature_K": float(temp),
+                        # NaN, not None: extxyz writes a None value as a bare flag (read back as True)
+                        "committee_spread_eV_A": (float("nan") if c["uncertainty_eV_A"] is None
+                                                  else float(c["uncertainty_eV_A"])),
                         "distance_ratio": c["distance_ratio"], "why": ",".join(c["why"]) or "most uncertain",
                         "labelled_by": spec}
             out.calc = SinglePointCalculator(out, energy=energy, forces=forces,
                                              **({"stress": stress} if stress is not None else {}))
             done.append(out)
+            n_kept += 1
             tmp = path.with_suffix(".extxyz.tmp")
             ase.io.write(tmp, done, format="extxyz")
             tmp.replace(path)
-        files.append(str(path))
+        if path.is_file():
+            files.append(str(path))
     return files
 
 
@@ -439,10 +464,10 @@ def gate(cfg: dict, round_dir: Path, spec: str, progress: bool) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     _log(progress, f"{round_dir.name}: gate (phonion validate) on the committee")
-    v = cfg["validate"]
-    vc = ValidateConfig(model=spec, reference=data_files(cfg), output=str(round_dir / "validation"),
-                        workers=int(cfg["explore"]["workers"]), device=cfg["device"],
-                        seed=int(cfg["train"].get("seed", 0)), **v)
+    # the validate section may set any ValidateConfig field, workers / device / seed included
+    v = {"workers": int(cfg["explore"]["workers"]), "device": cfg["device"],
+         "seed": int(cfg["train"].get("seed", 0)), **cfg["validate"]}
+    vc = ValidateConfig(model=spec, reference=data_files(cfg), output=str(round_dir / "validation"), **v)
     return validate(vc, progress=False)
 
 
@@ -474,10 +499,10 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
 
     from phonion.validate import closest_approach
 
+    files = data_files(cfg)  # a data glob without match fails before OUT and learn.json exist
     out = Path(cfg["output"]).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     _check_same(out, cfg)
-    files = data_files(cfg)
     rounds_path = out / ROUNDS_NAME
     rounds = json.loads(rounds_path.read_text()) if rounds_path.is_file() else []
     labelled: list[str] = sorted({f for r in rounds for f in r.get("labelled_files", [])})
@@ -552,11 +577,26 @@ def _check_same(out: Path, cfg: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         keep = ("rounds", "output")  # more rounds may be asked for when continuing
-        diff = sorted(k for k in set(old) | set(record) if k not in keep and old.get(k) != record.get(k))
+        diff = _differences({k: v for k, v in old.items() if k not in keep},
+                            {k: v for k, v in record.items() if k not in keep})
         if diff:
             raise ValueError(f"{path}: the active learning in {out} was made with other settings "
                              f"({', '.join(diff)}); rerun with the same settings or choose another output")
     _write_json(path, record)
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings (sorted)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [where or "settings"]
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        name = f"{where}.{key}" if where else str(key)
+        if key not in a or key not in b:
+            out.append(name)
+        else:
+            out.extend(_differences(a[key], b[key], name))
+    return out
 
 
 def _export(out: Path, rounds: list[dict]) -> None:

@@ -182,6 +182,9 @@ def predict_with_spread(calculator, frames) -> dict:
     return pred
 
 
+_SPREAD_KEYS = ("force_std", "frame_force_error", "frame_force_std")
+
+
 def closest_approach(frames_or_trajs, cutoff_A: float = 4.0) -> dict:
     """Shortest distance of every species pair (``"A-B"``, sorted symbols) over frames, Å.
 
@@ -241,6 +244,35 @@ def _md_start(cfg: ValidateConfig, ref: dict) -> tuple[str, tuple, float]:
 
         ase.io.write(path, hot.to_atoms(0), format="extxyz")
     return str(path), (1, 1, 1), float(timestep)
+
+
+def _check_same_model(out: Path, spec) -> None:
+    """OUT/md/model.json: the SPEC and the SHA-256 of every model file whose MD is in OUT/md.
+
+    The MD runs resume (and a finished one is reused) by their settings, in which the model is
+    only its SPEC; a model retrained into the same file would be judged by the old model's MD.
+    Refused with a ValueError naming what changed.
+    """
+    import hashlib
+
+    from mlip.calculators import committee_files
+
+    files = committee_files(spec.target) if spec.kind == "mace" else (
+        [spec.target] if spec.kind == "chgnet" and spec.target else [])
+    want = {"model": spec.text, "sha256": {str(Path(f).resolve()): hashlib.sha256(Path(f).read_bytes()).hexdigest()
+                                           for f in files if Path(f).is_file()}}
+    path = out / "md" / "model.json"
+    if path.is_file():
+        have = json.loads(path.read_text())
+        changed = [f for f in set(have.get("sha256", {})) | set(want["sha256"])
+                   if have.get("sha256", {}).get(f) != want["sha256"].get(f)]
+        if changed or have.get("model") != want["model"]:
+            what = f"model files changed since: {', '.join(sorted(changed))}" if changed else \
+                f"model {have.get('model')!r}"
+            raise ValueError(f"{out}: holds the validation MD of another model ({what}); remove {out} "
+                             "or choose another output directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(want, indent=2))
 
 
 def run_validation_md(cfg: ValidateConfig, ref: dict, floors: dict, t_rdf: float, progress: bool) -> list[dict]:
@@ -310,7 +342,8 @@ def validate(cfg: ValidateConfig, progress: bool = True) -> dict:
     calc = resolve_calculator(spec, device=cfg.device)  # one clear error for a bad model, before MD
     pred = predict_with_spread(calc, ref["held_out"])
     del calc
-    metrics = metrics_with_temperatures(pred)
+    # per-atom / per-frame spread arrays are not predict()'s: keep them out of the per-T selection
+    metrics = metrics_with_temperatures({k: v for k, v in pred.items() if k not in _SPREAD_KEYS})
     ref_trajs = [r["traj"] for r in ref["runs"]]
     frames = [t.to_atoms(f) for t in ref_trajs for f in range(0, t.n_frames, max(1, t.n_frames // 50))]
     floors = learn_pair_floors(frames, fraction=cfg.pair_floor_fraction)
@@ -319,15 +352,36 @@ def validate(cfg: ValidateConfig, progress: bool = True) -> dict:
     t_rdf = float(cfg.temperature_K or (max(temps) if temps else 0.0))
     if t_rdf <= 0:
         raise ValueError(f"{cfg.reference}: the reference runs carry no temperature; give --temperature-K")
+    _check_same_model(out, spec)
     rows = run_validation_md(cfg, ref, floors, t_rdf, progress)
+    failed = [r for r in rows if str(r["status"]).startswith("failed")]
+    if failed:  # e.g. OUT/md holds runs of other settings: never judge a model by another one's MD
+        raise RuntimeError(f"validation MD run {failed[0]['run']} {failed[0]['status']}")
     runs = _validation_runs(rows)
     result = _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee, error_metrics)
     _plot_rdf(result.pop("_rdf"), out / "rdf.png")
     result["rdf_plot"] = str(out / "rdf.png")
     tmp = out / "validation.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, default=_json_default))
+    tmp.write_text(json.dumps(_finite(result), indent=2, default=_json_default, allow_nan=False))
     tmp.replace(out / "validation.json")
     return json.loads((out / "validation.json").read_text())
+
+
+def _finite(x):
+    """NaN / inf → None everywhere (strict JSON: jq and other readers reject NaN)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _finite(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
 
 
 def _json_default(x):

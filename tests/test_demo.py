@@ -137,12 +137,18 @@ def _check_summary(summary: dict, settings: dict) -> None:
     assert set(summary["stages"]) == {"sites", "reference", "learn", "mlip_md", "compare"}
     assert all(s["status"].startswith("done") and s["wall_s"] >= 0 for s in summary["stages"].values())
     ref, mlip = summary["headline"]["reference"], summary["headline"]["mlip"]
+    numbers = summary["compare"]
+    invalid = {r["run"] for r in numbers["invalid_runs"] if r["side"] == "mlip"}
     for key in HEADLINE:
-        assert key in ref["numbers"] and key in mlip["numbers"], key
+        assert key in ref["numbers"], key
+        # an MLIP number exists only when valid runs were left to make it
+        assert key in mlip["numbers"] or invalid, key
     assert "parity_force_rmse_meV_A" in mlip["numbers"]
+    if not numbers["mlip_validation"]["passed"]:  # a failed gate: no MLIP number is trusted
+        assert not any(v["converged"] for v in mlip["numbers"].values())
     t_fix = settings["mlip_md"]["fix_temperature_K"] or max(settings["mlip_md"]["temperatures_K"])
     for cls in ("O_e", "O_c"):
-        assert f"D_fixed_{cls}_{t_fix:g}K_cm2_s" in mlip["numbers"]
+        assert f"D_fixed_{cls}_{t_fix:g}K_cm2_s" in mlip["numbers"] or invalid
     assert any(k.startswith("haven_ratio_") for k in ref["numbers"])
     # every reference number is labelled surrogate reference (never DFT), in numbers.json too
     assert "surrogate reference" in ref["label"] and "DFT" not in ref["label"].replace("not DFT", "")
@@ -286,3 +292,21 @@ def test_demo_killed_during_mlip_md_resumes(tmp_path):
     record = json.loads(first.read_text())
     assert record["status"] == "complete" and record["restarts"], "the killed run was not resumed"
     _check_outputs(out, resolve_profile("tiny", {"mlip_md.steps": 600}))
+
+
+def test_chain_refuses_long_mlip_md_after_a_failed_gate(tmp_path):
+    """A committee that failed the fit-for-MD gate gets no long MD (unless explicitly allowed)."""
+    from phonion.chain_stages import StageContext, stage_mlip_md
+
+    settings = resolve_profile("tiny", {"mlip_md.allow_failed_gate": False})
+    ctx = StageContext(out=tmp_path, settings=settings, structure="LiGa_SeO3_2", structure_file="x.cif",
+                       calculator="chgnet", device="cpu", seed=0, progress=False)
+    (tmp_path / "learn").mkdir()
+    verdict = {"passed": False, "failed_checks": ["force_rmse", "no_sanity_trip"]}
+    (tmp_path / "learn" / "validation.json").write_text(json.dumps(verdict))
+    with pytest.raises(RuntimeError, match="fit-for-MD gate.*force_rmse, no_sanity_trip"):
+        stage_mlip_md(ctx, None)
+    assert not (tmp_path / "mlip_md").exists() or not any((tmp_path / "mlip_md").iterdir())
+    (tmp_path / "learn" / "validation.json").unlink()  # no verdict at all: refused too
+    with pytest.raises(RuntimeError, match="no verdict"):
+        stage_mlip_md(ctx, None)
