@@ -104,7 +104,9 @@ def _label(side: str, runs) -> str:
     if "surrogate reference" in kinds:
         return f"surrogate reference ({', '.join(specs) or 'reference calculator'})"
     if side == "mlip":
-        return f"MLIP ({', '.join(specs)})" if specs else "MLIP"
+        from mlip.calculators import short_label
+
+        return f"MLIP ({', '.join(short_label(x) for x in specs)})" if specs else "MLIP"
     vasp = [v for k, v in _VASP.items() if any(r.fmt == k for r in runs)]
     if vasp:
         return f"DFT ({', '.join(vasp)})"

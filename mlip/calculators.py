@@ -85,6 +85,23 @@ def parse_spec(spec: str) -> CalculatorSpec:
         "or module:function returning an ASE calculator")
 
 
+def short_label(spec: str) -> str:
+    """A SPEC as a reader wants it in a title: a committee becomes ``MACE committee of N (DIR)``."""
+    import os
+
+    try:
+        parsed = parse_spec(spec)
+    except CalculatorSpecError:
+        return str(spec)
+    if parsed.kind == "mace":
+        files = committee_files(parsed.target)
+        if len(files) > 1:
+            common = os.path.commonpath([os.path.abspath(f) for f in files])
+            return f"MACE committee of {len(files)} ({common})"
+        return f"mace:{parsed.target}"
+    return parsed.text
+
+
 def default_device() -> str:
     """'cuda' when a CUDA GPU is visible to torch, else 'cpu'."""
     try:

@@ -75,6 +75,8 @@ class DataConfig:
     train_only_files : files of independent configurations (e.g. frames labelled by active
         learning: ``phonion learn``) whose frames all go to the training split — no time blocks,
         no gap, no consecutive-frame work check (their frames are not a time series)
+    train_only_weight : loss weight of those frames (mace's per-configuration ``config_weight``):
+        a few dozen frames chosen where the potential fails weigh more than as many MD frames
     max_rms_force_eV_A, max_energy_jump_eV_atom, max_e0_residual_eV_atom : unit-check thresholds
     """
 
@@ -93,6 +95,7 @@ class DataConfig:
     max_energy_jump_eV_atom: float = 1.0
     max_e0_residual_eV_atom: float = 1.0
     train_only_files: tuple = ()
+    train_only_weight: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "train_only_files", tuple(
@@ -372,7 +375,8 @@ def build_dataset(cfg: DataConfig) -> Dataset:
         stress_ok = cfg.use_stress and bool(traj.frames_with("stress")[usable].all())
         runs_data.append({"name": name, "files": files, "traj": traj, "indices": idx, "counts": counts,
                           "zs": set(counts), "energies": traj.energies, "stress": stress_ok,
-                          "temperature_K": run_temperature(traj, files, cfg.temperatures_K), "usable": usable})
+                          "temperature_K": run_temperature(traj, files, cfg.temperatures_K), "usable": usable,
+                          "weight": float(cfg.train_only_weight) if files in train_only else 1.0})
     zs = tuple(sorted(set().union(*(r["zs"] for r in runs_data))))
     e0s, source = _resolve_e0s(cfg, runs_data, zs)
     stats = []
@@ -404,6 +408,8 @@ def _atoms(r: dict, i: int, run: int) -> Atoms:
     if r["stress"]:
         s = traj.stress[i]
         atoms.info[KEYS["stress"]] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    if r.get("weight", 1.0) != 1.0:
+        atoms.info["config_weight"] = float(r["weight"])  # read by mace's config_from_atoms
     atoms.info.update(run=run, frame=int(i), source=r["name"],
                       temperature_K=np.nan if r["temperature_K"] is None else r["temperature_K"])
     return atoms

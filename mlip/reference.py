@@ -36,8 +36,9 @@ class ReferenceConfig:
     supercell: tuple[int, int, int] = (1, 1, 1)
     seed: int = 0
     output: str = "reference"
-    #: sanity floors of the reference MD: this × each species pair's closest approach in the
-    #: starting (super)cell (``md.guards.learn_pair_floors``); None: only the absolute floor
+    #: sanity floors of the reference MD: this × the sum of the two covalent radii of each species
+    #: pair (``ase.data.covalent_radii``): "atoms on top of each other", never a close approach the
+    #: reference itself makes (a hopping Li passes another at ~2.2 Å); None: only the absolute floor
     pair_floor_fraction: float | None = 0.5
 
     def __post_init__(self):
@@ -61,12 +62,18 @@ class ReferenceConfig:
                        output=str(Path(self.output) / f"{temp:g}K"))
         if self.pair_floor_fraction:
             import dataclasses
+            import itertools
 
-            from md.guards import learn_pair_floors
+            from ase.data import atomic_numbers, covalent_radii
+
+            from md.guards import pair_key
             from md.integrators import build_atoms
 
-            atoms = build_atoms(cfg)[0]
-            cfg = dataclasses.replace(cfg, pair_floors_A=learn_pair_floors([atoms], self.pair_floor_fraction))
+            kinds = sorted(set(build_atoms(cfg)[0].get_chemical_symbols()))
+            floors = {pair_key(a, b): self.pair_floor_fraction * float(
+                covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
+                for a, b in itertools.combinations_with_replacement(kinds, 2)}
+            cfg = dataclasses.replace(cfg, pair_floors_A=floors)
         return cfg
 
 

@@ -295,7 +295,7 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
     return rows
 
 
-def mlip_pair_floors(ctx: StageContext, fraction: float = 0.75) -> dict:
+def mlip_pair_floors(ctx: StageContext, fraction: float = 0.7) -> dict:
     """Sanity floors of the MLIP runs: ``fraction`` × each pair's closest approach in the reference
     frames and the frames labelled by active learning (``md.guards.learn_pair_floors``)."""
     from md.guards import learn_pair_floors

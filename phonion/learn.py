@@ -65,9 +65,9 @@ DEFAULTS: dict = {
     "finetune": {"max_epochs": 15, "lr": 0.005},
     "explore": {"temperatures_K": None, "hot_factor": 1.15, "steps": 500, "equilibration_steps": 50,
                 "sample_every": 5, "timestep_fs": None, "thermostat_time_fs": 50.0,
-                "pair_floor_fraction": 0.75, "workers": 2, "structure": None, "supercell": [1, 1, 1]},
+                "pair_floor_fraction": 0.7, "workers": 2, "structure": None, "supercell": [1, 1, 1]},
     "harvest": {"max_frames": 24, "uncertainty_threshold_eV_A": 0.15, "distance_ratio": 0.9,
-                "min_separation_frames": 2, "max_force_eV_A": 30.0},
+                "min_separation_frames": 2, "max_force_eV_A": 30.0, "weight": 4.0},
     "validate": {"steps": 1000, "equilibration_steps": 200, "hot_factor": 1.1},
     "rounds": {"max_rounds": 3, "min_rounds": 0},
 }
@@ -185,6 +185,7 @@ def member_train_dict(cfg: dict, k: int, output: str, labelled: list[str], found
     d["seed"] = int(d.get("seed", 123)) + 1000 * k
     d.setdefault("data", {})["files"] = list(cfg["data"]["files"])
     d["data"]["train_only_files"] = list(labelled)
+    d["data"]["train_only_weight"] = float(cfg["harvest"]["weight"])
     trainer = d.setdefault("trainer", {})
     trainer["num_threads"] = 1
     trainer["resume"] = True
@@ -278,7 +279,8 @@ def explore(cfg: dict, round_dir: Path, spec: str, floors: dict, temps: list[flo
                    ensemble="nvt-bussi", sample_every=every, seed=int(cfg["train"].get("seed", 0)),
                    supercell=supercell, thermostat_time_fs=float(e["thermostat_time_fs"]),
                    checkpoint_every=max(every, int(e["steps"]) // 4 // every * every),
-                   pair_floors_A=dict(floors), uncertainty_every=every, output="-")
+                   pair_floors_A=dict(floors), uncertainty_every=every, distance_check_every=every,
+                   output="-")
     sweep = SweepConfig(temperatures_K=tuple(round(float(t), 3) for t in temps), seeds=(run.seed,),
                         fix=("none",), output=str(round_dir / "explore"), run=run)
     _log(progress, f"{round_dir.name}: exploring at {', '.join(f'{t:g}' for t in sweep.temperatures_K)} K "
