@@ -67,7 +67,8 @@ DEFAULTS: dict = {
                 "sample_every": 5, "timestep_fs": None, "thermostat_time_fs": 50.0,
                 "pair_floor_fraction": 0.7, "workers": 2, "structure": None, "supercell": [1, 1, 1]},
     "harvest": {"max_frames": 24, "uncertainty_threshold_eV_A": 0.15, "distance_ratio": 0.9,
-                "min_separation_frames": 2, "max_force_eV_A": 30.0, "weight": 4.0},
+                "min_separation_frames": 2, "max_force_eV_A": 30.0, "weight": 4.0,
+                "contact_fractions": [0.75, 0.85]},
     "validate": {"steps": 1000, "equilibration_steps": 200, "hot_factor": 1.1},
     "rounds": {"max_rounds": 3, "min_rounds": 0},
 }
@@ -527,7 +528,14 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
             floors = learn_pair_floors(train_frames, fraction=float(cfg["explore"]["pair_floor_fraction"]))
             temps = _explore_temperatures(cfg, files)
             rows = explore(cfg, round_dir, spec, floors, temps, progress)
-            picked, stats = harvest(cfg, rows, closest_approach(train_frames))
+            # the previous gate's validation runs are long committee MD at and above the top
+            # temperature: a rare collision the short exploration misses shows up there first
+            rows = rows + gate_rows(out / f"round_{rnd - 1:03d}")
+            train_min = closest_approach(train_frames)
+            picked, stats = harvest(cfg, rows, train_min)
+            contacts = contact_candidates(cfg, round_dir, train_frames, train_min, temps, rnd)
+            stats["n_contact_frames"] = len(contacts)
+            picked = picked + contacts
             stats["explore_runs"] = [{k: r.get(k) for k in ("run", "status", "frames", "mean_T_K")} for r in rows]
             _write_json(round_dir / "picked.json", picked)
             new = label(cfg, round_dir, picked, rnd, progress)
@@ -550,6 +558,59 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
             break
     _export(out, rounds)
     return rounds
+
+
+def contact_candidates(cfg: dict, round_dir: Path, frames: list, train_min: dict, temps: list[float],
+                       rnd: int) -> list[dict]:
+    """Close-contact configurations for the labeller: the repulsive wall of every species pair.
+
+    MD rarely brings two atoms closer than the data ever had them until the potential is already
+    wrong there (a Li–Li pair at 1.5 Å in a hot run, where the reference's closest was 2.15 Å). For
+    each species pair and each fraction f of ``harvest.contact_fractions`` a training frame is
+    taken, and the second atom of its closest pair of that species is moved along the bond until
+    the pair is f × the closest approach in the data. Written to ``contacts_input.extxyz`` (no
+    labels) and returned as harvest candidates (labelled like the others, ``why: contact``).
+    """
+    import ase.io
+
+    from md.guards import closest_pairs
+
+    fractions = [float(f) for f in (cfg["harvest"].get("contact_fractions") or [])]
+    if not fractions or not frames:
+        return []
+    path = round_dir / "contacts_input.extxyz"
+    rng = np.random.default_rng(1000 + rnd)
+    made, cands = [], []
+    for pair, dmin in sorted(train_min.items()):
+        frame = frames[int(rng.integers(len(frames)))]
+        found = closest_pairs(frame, [pair], cutoff=dmin + 1.5).get(pair)
+        if found is None:
+            continue
+        d, i, j = found
+        if i == j:  # an atom and its own image: moving it cannot shorten the pair
+            continue
+        bond = frame.get_distance(i, j, mic=True, vector=True)
+        for f in fractions:
+            new = frame.copy()
+            new.positions[j] -= bond / np.linalg.norm(bond) * (d - f * dmin)
+            cands.append({"run": f"contact_{pair}", "path": str(path), "frame": len(made),
+                          "temperature_K": float(max(temps)), "uncertainty_eV_A": None,
+                          "distance_ratio": f, "why": ["contact"]})
+            made.append(new)
+    if made and not path.is_file():
+        ase.io.write(path, made, format="extxyz")
+    return cands
+
+
+def gate_rows(round_dir: Path) -> list[dict]:
+    """The validation runs of a round's gate as harvest rows (run, path, temperature, status)."""
+    path = round_dir / "validation" / "validation.json"
+    if not path.is_file():
+        return []
+    runs = json.loads(path.read_text()).get("validation_runs") or []
+    return [{"run": f"gate{round_dir.name[-3:]}_{r['run']}", "path": str(Path(r["path"]) / "traj.h5"),
+             "temperature_K": r["temperature_K"], "status": r["status"]}
+            for r in runs if (Path(r["path"]) / "traj.h5").is_file()]
 
 
 def _frames_in(path: str) -> list:

@@ -7,8 +7,9 @@ profile    what it is for
 =========  =====================================================================================
 ``tiny``   the default test suite: the fewest steps that still exercise every stage
            (a few minutes on one core); no number means anything
-``quick``  the README's first command on a laptop: ≤ 15 min on 2 CPU cores. Reference MD
-           ~0.4 ps per temperature, MLIP MD ~8 ps: the chain works end to end, the transport
+``quick``  the README's first command on a laptop: ~15 min on 2 CPU cores. Reference MD
+           0.4 ps per temperature, a committee of 3 MACE models, at least one active-learning
+           round and the gate, MLIP MD 2 ps per run: the chain works end to end, the transport
            numbers are *not* converged (the report says which)
 ``full``   a GPU: 2×1×1 supercell, a configs/train.yaml-sized MACE in float32 on CUDA,
            ~10 ps of reference MD per temperature, 200 ps MLIP runs at 6 temperatures × 2 seeds
@@ -29,6 +30,17 @@ Sections
 ``compare``    reserved for settings passed to ``mdma.compare`` (none yet)
 ``threads``    torch / OpenMP threads of the stages that run in this process (training, a
                1-worker MD)
+
+How the quick profile spends its 15 minutes (measured on the 2-core development machine, nothing
+else running; ``scripts/results/demo_quick.json``): CHGNet reference MD costs ~0.4 s a step per
+core, so 4 temperatures × 260 steps take ~210 s and give 400 frames. A committee member of
+16 scalar channels reaches ~105 meV/Å held-out force error in 24 float32 epochs (batch 1, lr 0.02:
+~5 s an epoch on one core; batch 4 at lr 0.01, the old setting, needs ~3× the epochs; float32
+trains 1.4× faster than float64 with the same error); three members in three processes take ~200 s.
+An active-learning round (exploration 5 × 400 committee steps, 32 CHGNet labels, 8 fine-tuning
+epochs, the gate's two 900-step runs) takes ~200 s and is what makes the potential survive
+1.1 × the top temperature. What is left goes to MLIP MD: committee MD costs ~50 ms a step
+(float64), so 6 runs × 1150 steps in 2 processes take ~170 s.
 
 Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``.
 Why these numbers (timings measured on the 2-core development machine) is in the README and
