@@ -34,13 +34,17 @@ Sections
 How the quick profile spends its 15 minutes (measured on the 2-core development machine, nothing
 else running; ``scripts/results/demo_quick.json``): CHGNet reference MD costs ~0.4 s a step per
 core, so 4 temperatures × 260 steps take ~210 s and give 400 frames. A committee member of
-16 scalar channels reaches ~105 meV/Å held-out force error in 24 float32 epochs (batch 1, lr 0.02:
+16 scalar channels reaches ~105 meV/Å held-out force error in 24–28 float32 epochs (batch 1, lr 0.02:
 ~5 s an epoch on one core; batch 4 at lr 0.01, the old setting, needs ~3× the epochs; float32
 trains 1.4× faster than float64 with the same error); three members in three processes take ~200 s.
-An active-learning round (exploration 5 × 400 committee steps, 32 CHGNet labels, 8 fine-tuning
-epochs, the gate's two 900-step runs) takes ~200 s and is what makes the potential survive
-1.1 × the top temperature. What is left goes to MLIP MD: committee MD costs ~50 ms a step
-(float64), so 6 runs × 1150 steps in 2 processes take ~170 s.
+An active-learning round (exploration 5 × 300 committee steps, ~50 CHGNet labels — the most
+uncertain frames, the frames before a collision in the previous gate's runs, and close-contact
+frames of every species pair —, 10 fine-tuning epochs, the gate's two 900-step runs) takes
+~250 s and is what makes the potential survive 1.1 × the top temperature (without the
+close-contact frames, Li–Li pairs met at 1.35–1.5 Å in the gate's runs; the reference never
+brings them closer than 2.15 Å). What is left goes to MLIP MD: committee MD costs ~50 ms a
+step (float64), so 6 runs × 950 steps in 2 processes take ~150 s. A second round, when the
+first does not pass the gate, adds ~250 s.
 
 Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``.
 Why these numbers (timings measured on the 2-core development machine) is in the README and
@@ -102,16 +106,16 @@ PROFILES: dict[str, dict] = {
                   "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 3, "every": 2},
                   "model": _QUICK_MODEL,
                   "optim": {"lr": 0.02},
-                  "trainer": {"max_epochs": 24, "batch_size": 1, "val_batch_size": 16, "patience": 0,
+                  "trainer": {"max_epochs": 28, "batch_size": 1, "val_batch_size": 16, "patience": 0,
                               "progress_bar": False, "accelerator": "cpu"},
                   "wandb": {"mode": "disabled"}},
-        "learn": {"committee": {"size": 3, "workers": 3}, "finetune": {"max_epochs": 8, "lr": 0.005},
-                  "explore": {"steps": 400, "equilibration_steps": 50, "sample_every": 5, "workers": 3},
+        "learn": {"committee": {"size": 3, "workers": 3}, "finetune": {"max_epochs": 10, "lr": 0.005},
+                  "explore": {"steps": 300, "equilibration_steps": 50, "sample_every": 5, "workers": 3},
                   "harvest": {"max_frames": 32},
                   "validate": {"steps": 800, "equilibration_steps": 100, "sample_every": 5, "workers": 2},
                   "rounds": {"max_rounds": 2, "min_rounds": 1}},
         "mlip_md": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
-                    "fix_temperature_K": None, "steps": 1000, "equilibration_steps": 150,
+                    "fix_temperature_K": None, "steps": 800, "equilibration_steps": 150,
                     "timestep_fs": 2.0, "sample_every": 5, "ensemble": "nvt-bussi",
                     "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2, **_MD_GUARDS},
         "compare": {},

@@ -253,3 +253,27 @@ def test_cli_learn_with_worker_processes(ref_files, tmp_path):
     assert (out / "model.model").is_file() and (out / "committee.json").is_file()
     assert sorted(p.name for p in (out / "committee").iterdir()) == [f"member_{k}.model" for k in range(3)]
     assert proc.stdout.startswith("round 0: +0 frames")
+
+
+def test_contact_candidates_put_each_pair_at_the_asked_distance(tmp_path):
+    """Close-contact frames: the chosen pair sits at f × the data's closest approach, nothing else moves."""
+    import ase.io
+    from ase.build import bulk
+
+    from phonion.learn import DEFAULTS, contact_candidates
+    from phonion.validate import closest_approach
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.symbols[[0, 5, 9]] = "Al"
+    atoms.rattle(0.05, seed=1)
+    train_min = closest_approach([atoms])
+    cands = contact_candidates(DEFAULTS, tmp_path, [atoms], train_min, [900.0, 1000.0], 1)
+    made = ase.io.read(tmp_path / "contacts_input.extxyz", index=":")
+    fractions = DEFAULTS["harvest"]["contact_fractions"]
+    assert len(cands) == len(made) == len(train_min) * len(fractions)
+    for c, frame in zip(cands, made):
+        pair = c["run"].removeprefix("contact_")
+        assert c["why"] == ["contact"] and c["temperature_K"] == 1000.0
+        assert closest_approach([frame], cutoff_A=6.0)[pair] == pytest.approx(c["distance_ratio"] * train_min[pair], abs=1e-9)
+        moved = np.flatnonzero(np.linalg.norm(frame.positions - atoms.positions, axis=1) > 1e-12)
+        assert moved.size == 1  # one atom pushed along one bond
