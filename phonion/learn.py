@@ -70,7 +70,7 @@ DEFAULTS: dict = {
                 "min_separation_frames": 2, "max_force_eV_A": 30.0, "weight": 4.0,
                 "contact_fractions": [0.75, 0.85]},
     "validate": {"steps": 1000, "equilibration_steps": 200, "hot_factor": 1.1},
-    "rounds": {"max_rounds": 3, "min_rounds": 0},
+    "rounds": {"max_rounds": 3, "min_rounds": 0, "gate_every_round": False},
 }
 
 ROUNDS_NAME = "rounds.json"
@@ -541,7 +541,7 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
             new = label(cfg, round_dir, picked, rnd, progress)
             labelled = sorted(set(labelled) | set(new))
         members = train_committee(cfg, round_dir, labelled, previous, progress)
-        check = rnd >= min_rounds or rnd == max_rounds
+        check = rnd >= min_rounds or rnd == max_rounds or bool(cfg["rounds"].get("gate_every_round"))
         val = gate(cfg, round_dir, committee_spec([m["model"] for m in members], cfg["device"]), progress) \
             if check else None
         n_added = sum(len(_frames_in(f)) for f in new)

@@ -203,10 +203,12 @@ def closest_approach(frames_or_trajs, cutoff_A: float = 4.0) -> dict:
     return dict(sorted(best.items()))
 
 
-#: RDF first peaks: Gaussian smoothing (Å), histogram bin (Å), the smallest smoothed reference peak
+#: RDF first peaks: Gaussian smoothing (Å: 0.15 merges the two humps of a broad shell such as
+#: Se–Se near 4.3 Å, whose argmax otherwise jumps by 0.16 Å between equally good runs; sharp
+#: peaks keep their position), histogram bin (Å), the smallest smoothed reference peak
 #: height that counts as a coordination shell (a minority pair with 8 atoms has no clear first
 #: peak in a short run: its "peak" moves by tenths of an Å with noise), and the margin below r_max
-RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = 0.1, 0.02, 2.0, 0.3
+RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = 0.15, 0.02, 2.0, 0.3
 
 
 def rdf_peaks(traj, max_frames: int = 200) -> dict:

@@ -65,7 +65,7 @@ def main() -> None:
         "explore": {"steps": 400, "equilibration_steps": 50, "sample_every": 5, "workers": 2},
         "harvest": {"max_frames": 32},
         "validate": {"steps": 800, "equilibration_steps": 100, "sample_every": 5, "workers": 2},
-        "rounds": {"max_rounds": args.rounds, "min_rounds": args.rounds}})
+        "rounds": {"max_rounds": args.rounds, "min_rounds": args.rounds, "gate_every_round": True}})
     t0 = time.perf_counter()
     rounds = run_learn(cfg, progress=True)
     curve = [{k: r.get(k) for k in ("round", "n_added", "n_labelled_total", "force_rmse_meV_A",

@@ -92,8 +92,12 @@ def test_learn_one_round_end_to_end(learned):
     for a in frames:
         info = a.info
         assert info["round"] == 1 and info["labelled_by"] == learned["cfg"]["reference_calculator"]
-        assert (out / "round_001" / "explore" / info["source_run"] / "traj.h5").is_file()
-        assert info["source_frame"] >= 0 and np.isfinite(info["committee_spread_eV_A"])
+        if info["source_run"].startswith("contact_"):  # a pair pushed to its repulsive wall
+            assert info["why"] == "contact" and (out / "round_001" / "contacts_input.extxyz").is_file()
+        else:  # a frame of an exploration run, with the committee spread that picked it
+            assert (out / "round_001" / "explore" / info["source_run"] / "traj.h5").is_file()
+            assert np.isfinite(info["committee_spread_eV_A"])
+        assert info["source_frame"] >= 0
         temps.add(info["temperature_K"])
         # the labels are the reference calculator's (EMT) on these positions
         from ase.calculators.emt import EMT
@@ -274,6 +278,6 @@ def test_contact_candidates_put_each_pair_at_the_asked_distance(tmp_path):
     for c, frame in zip(cands, made):
         pair = c["run"].removeprefix("contact_")
         assert c["why"] == ["contact"] and c["temperature_K"] == 1000.0
-        assert closest_approach([frame], cutoff_A=6.0)[pair] == pytest.approx(c["distance_ratio"] * train_min[pair], abs=1e-9)
+        assert closest_approach([frame], cutoff_A=6.0)[pair] == pytest.approx(c["distance_ratio"] * train_min[pair], abs=1e-6)  # extxyz digits
         moved = np.flatnonzero(np.linalg.norm(frame.positions - atoms.positions, axis=1) > 1e-12)
         assert moved.size == 1  # one atom pushed along one bond
