@@ -225,7 +225,8 @@ def test_demo_tiny_end_to_end_then_rerun_skips(tmp_path):
     assert f"open {out.resolve() / 'compare' / 'report.html'}" in proc.stdout
     assert "too short to be converged" in proc.stdout and "surrogate reference" in proc.stdout
     for stage in summary["stages"]:
-        assert f"{stage}: start" in proc.stderr and f"{stage}: done in" in proc.stderr
+        # "done in" or "done with failed runs in" (the tiny committee's MLIP runs mostly end invalid)
+        assert f"{stage}: start" in proc.stderr and f"{stage}: done" in proc.stderr
     print(f"tiny profile: {wall:.0f} s wall; stages "
           + ", ".join(f"{k} {v['wall_s']:.0f} s" for k, v in summary["stages"].items()))
 
@@ -287,7 +288,7 @@ def test_demo_killed_during_mlip_md_resumes(tmp_path):
     rerun = _demo(out, "--profile", "tiny", "--set", "mlip_md.steps=600")
     for stage in ("sites", "reference", "learn"):
         assert f"{stage}: already done (skipped" in rerun.stderr
-    assert "mlip_md: done in" in rerun.stderr and "compare: done in" in rerun.stderr
+    assert "mlip_md: done" in rerun.stderr and "compare: done in" in rerun.stderr
     assert {p: t for p, t in _mtimes(out).items() if p in kept} == kept
     record = json.loads(first.read_text())
     assert record["status"] == "complete" and record["restarts"], "the killed run was not resumed"
