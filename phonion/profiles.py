@@ -96,7 +96,7 @@ PROFILES: dict[str, dict] = {
         "compare": {},
     },
     "quick": {
-        "description": "CPU, ≤ 15 min on 2 cores: the whole chain; transport numbers not converged",
+        "description": "CPU, ~14 min on 2 cores: the whole chain; transport numbers not converged",
         "threads": 1,
         "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 200,
                       "equilibration_steps": 60, "timestep_fs": 2.0, "sample_every": 2,
