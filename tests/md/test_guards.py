@@ -8,12 +8,10 @@ import itertools
 import json
 import pickle
 
-import ase.io
 import numpy as np
 import pytest
 import yaml
 from ase import units
-from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.data import atomic_numbers, covalent_radii
 
@@ -23,19 +21,7 @@ from md.io.h5md import H5MDReader, read_h5md
 from md.sweep import run_one
 from phonion.chain_stages import run_state
 from phonion.structures import load_structure
-
-
-@pytest.fixture
-def cu32(tmp_path) -> str:
-    path = tmp_path / "cu32.xyz"
-    ase.io.write(path, bulk("Cu", cubic=True).repeat((2, 2, 2)))
-    return str(path)
-
-
-def cu_cfg(structure, out, **kw) -> MDConfig:
-    base = dict(structure=structure, calculator="emt", temperature_K=600.0, steps=200, timestep_fs=2.0,
-                ensemble="nve", sample_every=5, checkpoint_every=50, seed=1, output=str(out))
-    return MDConfig(**{**base, **kw})
+from test_driver import cu32, cu_cfg  # noqa: F401  (the driver tests' Cu cell and settings; cu32 is a fixture)
 
 
 class FakeCommittee(EMT):
