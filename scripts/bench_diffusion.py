@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark and validate the diffusion analysis (md.diffusion, md.diffusion_run).
+"""Benchmark and validate the diffusion analysis (phonion.md.diffusion, phonion.md.diffusion_run).
 
 (a) memory-bounded run: synthesize ATOMS Li × FRAMES frames of Gaussian random walks (known D)
     into an H5MD file with ``H5MDWriter`` in blocks, then analyse it chunked with
@@ -69,7 +69,7 @@ def _hwm_mb() -> float | None:
 # ---- (a) synthetic, memory-bounded ------------------------------------------------------------
 def synthesize(path: Path, n_atoms: int, n_frames: int, d_A2_fs: float, dt_fs: float, seed: int = 0) -> float:
     """Write the random walk block by block (bounded memory); returns seconds."""
-    from md.io.h5md import H5MDWriter
+    from phonion.md.io.h5md import H5MDWriter
 
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def synthesize(path: Path, n_atoms: int, n_frames: int, d_A2_fs: float, dt_fs: f
 
 
 def _work_analyse(path: str, memory_mb: float) -> dict:
-    from md.diffusion_run import analyse_h5md
+    from phonion.md.diffusion_run import analyse_h5md
 
     base = _hwm_mb()
     tracemalloc.start()
@@ -130,8 +130,8 @@ def synthetic(args) -> dict:
 
 # ---- (b) real data ----------------------------------------------------------------------------
 def ours(path: Path, temperature: float, stride) -> dict:
-    from md.diffusion_run import analyse_trajectory
-    from md.io import read_trajectory
+    from phonion.md.diffusion_run import analyse_trajectory
+    from phonion.md.io import read_trajectory
 
     traj = read_trajectory(path, timestep_fs=2.0, stride=stride)
     t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def kinisi_numbers(path: Path, temperature: float, start_ps: float, end_ps: floa
         from pymatgen.io.vasp import Xdatcar
     except ImportError as exc:
         return {"available": False, "reason": f"kinisi not importable ({exc})"}
-    from md.conductivity import diffusivity_from_conductivity_cm2_s
+    from phonion.md.conductivity import diffusivity_from_conductivity_cm2_s
 
     xd = Xdatcar(str(path))
     dt = sc.arange("time interval", 100.0, end_ps * 1e3 + 1.0, 100.0, unit="fs")
@@ -201,7 +201,7 @@ def _ratio(a, b):
 
 
 def real_data(args) -> dict:
-    from md.conductivity import arrhenius_fit, nernst_einstein_conductivity_mS_cm
+    from phonion.md.conductivity import arrhenius_fit, nernst_einstein_conductivity_mS_cm
 
     out = {}
     for name, rel, temperature, stride in REAL:
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
               f"{s['seconds']:.1f} s, peak RSS {s['rss_peak_mb']:.0f} MB, heap peak {s['tracemalloc_peak_mb']:.0f} MB "
               f"(positions alone {s['positions_in_memory_would_be_mb']:.0f} MB)", file=sys.stderr)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    from md.transport_cli import _clean
+    from phonion.cli.transport import _clean
 
     old = json.loads(args.json.read_text()) if args.json.exists() else {}
     args.json.write_text(json.dumps(_clean({**old, **result}), indent=2) + "\n")  # keep skipped parts

@@ -9,7 +9,7 @@ arrays) from a second pass.
     python scripts/bench_io.py                       # default: < 1 min on 2 cores
     python scripts/bench_io.py --frames 20000 --json bench_io.json
 
-(a) read each 416-atom Li6PS5I XDATCAR (700 K, 1100 K) with ``md.io.vasp_xdatcar.read_xdatcar``;
+(a) read each 416-atom Li6PS5I XDATCAR (700 K, 1100 K) with ``phonion.md.io.vasp_xdatcar.read_xdatcar``;
 (b) write a synthetic ATOMS x FRAMES run (positions, velocities, forces, energy, stress,
     temperature) with ``H5MDWriter`` in blocks, and one frame per ``append`` (the MD-driver
     pattern, buffered);
@@ -49,7 +49,7 @@ def _traced(fn):
 
 # ---- workers (run in a spawned process) ------------------------------------------------
 def _work_xdatcar(path: str) -> dict:
-    from md.io.vasp_xdatcar import read_xdatcar
+    from phonion.md.io.vasp_xdatcar import read_xdatcar
 
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def _synthetic_blocks(n_atoms: int, n_frames: int, block: int, seed: int = 0):
 
 
 def _work_write(path: str, n_atoms: int, n_frames: int, block: int, compression) -> dict:
-    from md.io.h5md import H5MDWriter
+    from phonion.md.io.h5md import H5MDWriter
 
     def run():
         spent = 0.0
@@ -108,7 +108,7 @@ def _work_write(path: str, n_atoms: int, n_frames: int, block: int, compression)
 
 
 def _work_append_single(path: str, n_atoms: int, n_frames: int) -> dict:
-    from md.io.h5md import H5MDWriter
+    from phonion.md.io.h5md import H5MDWriter
 
     frames = [d for d in _synthetic_blocks(n_atoms, n_frames, 1, seed=1)]
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def _work_append_single(path: str, n_atoms: int, n_frames: int) -> dict:
 def _work_read(path: str, chunk: int, n_windows: int) -> dict:
     import numpy as np
 
-    from md.io.h5md import H5MDReader
+    from phonion.md.io.h5md import H5MDReader
 
     reader = H5MDReader(path)
     base = _rss_mb()
@@ -195,12 +195,12 @@ def main(argv=None) -> int:
 
     print("(a) XDATCAR read")
     try:
-        import md.io.vasp_xdatcar  # noqa: F401
-        have = hasattr(md.io.vasp_xdatcar, "read_xdatcar")
+        import phonion.md.io.vasp_xdatcar  # noqa: F401
+        have = hasattr(phonion.md.io.vasp_xdatcar, "read_xdatcar")
     except ImportError:
         have = False
     if not have:
-        print("    skipped: md.io.vasp_xdatcar.read_xdatcar is not there yet")
+        print("    skipped: phonion.md.io.vasp_xdatcar.read_xdatcar is not there yet")
     elif not _xdatcar_paths(args.xdatcar):
         print("    skipped: no Li6PS5I XDATCAR found")
     else:

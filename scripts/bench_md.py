@@ -79,7 +79,7 @@ def driver_run(cfg, calc) -> dict:
     The overhead (wall − force time) / force time is measured within one run, so the machine's
     load (this one is shared) affects both terms alike.
     """
-    from md.driver import run_md
+    from phonion.md.driver import run_md
 
     calc = timed(calc)
     res = run_md(cfg, calculator=calc, progress=True)
@@ -91,9 +91,9 @@ def driver_run(cfg, calc) -> dict:
 
 
 def overhead(args, spec: str, work: Path) -> dict:
-    from md.driver import MDConfig
-    from mlip.calculators import resolve_calculator
-    from phonion.structures import load_structure
+    from phonion.md.driver import MDConfig
+    from phonion.core.calculators import resolve_calculator
+    from phonion.core.structures import load_structure
 
     calc = resolve_calculator(spec)
     atoms = load_structure("LiGa_SeO3_2")
@@ -118,7 +118,7 @@ def emt_throughput(args, work: Path) -> dict:
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from md.driver import MDConfig
+    from phonion.md.driver import MDConfig
 
     atoms = bulk("Cu", cubic=True).repeat((args.cu_repeat,) * 3)
     path = work / "cu.xyz"

@@ -37,8 +37,8 @@ from scipy import fft as sfft
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mdma.mdma import mdma_binned, run_mdma  # noqa: E402
-from mdma.mdma_core import (lag_weights, mdma_matrix, modal_velocities, mobile_vectors,  # noqa: E402
+from phonion.mdma.mdma import mdma_binned, run_mdma  # noqa: E402
+from phonion.mdma.mdma_core import (lag_weights, mdma_matrix, modal_velocities, mobile_vectors,  # noqa: E402
                             padded_length, projection_weights, CONVENTIONS, A2_PER_FS_TO_CM2_PER_S)
 
 

@@ -8,7 +8,7 @@ max_L, max_ell, correlation, interactions, radial MLP, batch sizes, Adam(amsgrad
 decay, ReduceLROnPlateau, gradient clipping 10, EMA 0.99, energy/forces weights 1/100
 (``weighted`` loss), float64, seed, CPU threads. Each trainer runs as its own process (import,
 training, export, its final evaluation); wall time is that process's. Both exported models are
-then evaluated by the same code (``mlip.evaluate``, MACECalculator) on the validation frames.
+then evaluated by the same code (``phonion.mlip.evaluate``, MACECalculator) on the validation frames.
 
 Pass criteria (from the issue): validation force RMSE ≤ 1.05 × mace's, wall time ≤ 1.2 × mace's.
 
@@ -103,8 +103,8 @@ def main(argv=None) -> int:
     shutil.rmtree(work / "phonion", ignore_errors=True)
     (work / "data").mkdir(parents=True, exist_ok=True)
 
-    from mlip.data import DataConfig, build_dataset
-    from mlip.evaluate import evaluate_model
+    from phonion.mlip.data import DataConfig, build_dataset
+    from phonion.mlip.evaluate import evaluate_model
 
     files = []
     for k, temp in enumerate((400.0, 1000.0)):
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
                 "--energy_weight", "1.0", "--forces_weight", "100.0", "--loss", "weighted",
                 "--default_dtype", "float64", "--device", "cpu", "--seed", str(m["seed"]), "--clip_grad", "10",
                 "--scheduler", "ReduceLROnPlateau", "--plot", "False", "--error_table", "PerAtomRMSE"]
-    ph_cmd = [sys.executable, "-m", "mlip.mlip_cli", "train", f"output={work / 'phonion'}",
+    ph_cmd = [sys.executable, "-m", "phonion.cli.mlip", "train", f"output={work / 'phonion'}",
               f"data.files={json.dumps(files)}", "data.gap_frames=3", f"data.e0s={json.dumps({str(k): v for k, v in e0s.items()})}",
               "model.type=ScaleShiftMACE", f"model.r_max={m['r_max']}", f"model.num_channels={m['num_channels']}",
               f"model.max_L={m['max_L']}", f"model.max_ell={m['max_ell']}", f"model.correlation={m['correlation']}",

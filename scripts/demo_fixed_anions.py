@@ -4,9 +4,9 @@
     python scripts/demo_fixed_anions.py                      # 1200 K, 3 × 320 steps, ~10 min on 2 cores
     python scripts/demo_fixed_anions.py --steps 20000 --workers 3 --out runs/fixed   # the real thing
 
-Three runs through ``md.sweep.run_sweep`` (fix none / O_e / O_c, classes from ``mdma.sites`` on
+Three runs through ``phonion.md.sweep.run_sweep`` (fix none / O_e / O_c, classes from ``phonion.mdma.sites`` on
 the cell), each into ``OUT/T1200_seed0_fix*/traj.h5``; then every trajectory goes through
-``md.diffusion_run.analyse_h5md`` (the ``phonion diffusion`` code path) and the fixed atoms are
+``phonion.md.diffusion_run.analyse_h5md`` (the ``phonion diffusion`` code path) and the fixed atoms are
 checked to have not moved. The defaults are sized for a shared 2-core CPU: a fraction of a ps,
 so the diffusivities printed are *not* converged numbers; they show the chain works. The paper's
 question (does freezing O_e or O_c slow Li more?) needs tens of ps per run: use a MACE model on
@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=str(ROOT / "scripts" / "results" / "fixed_anions_demo.json"))
     args = p.parse_args(argv)
 
-    from md.diffusion_run import analyse_h5md
-    from md.io.h5md import H5MDReader
-    from md.sweep import SweepConfig, format_summary, run_sweep
+    from phonion.md.diffusion_run import analyse_h5md
+    from phonion.md.io.h5md import H5MDReader
+    from phonion.md.sweep import SweepConfig, format_summary, run_sweep
 
     cfg = SweepConfig.from_dict({
         "structure": "LiGa_SeO3_2", "calculator": args.calculator, "surrogate_reference": True,

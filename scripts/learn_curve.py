@@ -33,7 +33,7 @@ WEAK_MEMBER = {"model": {"r_max": 4.5, "num_channels": 8, "max_L": 0, "max_ell":
 
 def spread_of(spec: str, frames) -> np.ndarray:
     """Per-frame RMS over atoms of the committee force spread (eV/Å)."""
-    from mlip.calculators import resolve_calculator
+    from phonion.core.calculators import resolve_calculator
 
     calc = resolve_calculator(spec, device="cpu")
     out = []
@@ -48,8 +48,8 @@ def spread_of(spec: str, frames) -> np.ndarray:
 def main() -> None:
     import mace  # noqa: F401  (before e3nn)
 
-    from md.io import read_trajectory
-    from phonion.learn import learn_config_from_dict, run_learn
+    from phonion.md.io import read_trajectory
+    from phonion.workflows.learn import learn_config_from_dict, run_learn
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", required=True, help="reference/ of a quick demo (<T>K/traj.h5)")

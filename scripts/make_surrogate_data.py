@@ -1,8 +1,8 @@
 """Surrogate-reference LiGa(SeO3)2 data (CHGNet MD at several temperatures) → a trained MACE model.
 
-Stage ``data`` runs ``phonion reference`` (``mlip.reference.run_reference``, i.e. the phonion MD
+Stage ``data`` runs ``phonion reference`` (``phonion.mlip.reference.run_reference``, i.e. the phonion MD
 driver with CHGNet, labelled "surrogate reference") at each temperature into OUT/reference/;
-stage ``train`` trains MACE on it with ``mlip.train.run`` (time-block splits per run: the held-out
+stage ``train`` trains MACE on it with ``phonion.mlip.train.run`` (time-block splits per run: the held-out
 validation and test frames are the last 10 % + 10 % of each temperature's run, after a gap) and
 reports the test force RMSE, the model size and the times in ``scripts/results/surrogate_train.json``.
 Both stages resume when rerun (MD checkpoints, Lightning last.ckpt).
@@ -31,7 +31,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 
 def make_data(args) -> dict:
-    from mlip.reference import ReferenceConfig, run_reference
+    from phonion.mlip.reference import ReferenceConfig, run_reference
 
     cfg = ReferenceConfig(structure="LiGa_SeO3_2", calculator=args.calculator,
                           temperatures_K=tuple(args.temperatures_K), steps=args.steps,
@@ -45,7 +45,7 @@ def make_data(args) -> dict:
 
 
 def train(args) -> dict:
-    from mlip.train import load_config, run
+    from phonion.mlip.train import load_config, run
 
     out = Path(args.out)
     files = sorted(str(p) for p in (out / "reference").glob("*K/traj.h5"))

@@ -31,16 +31,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from md.io import read_trajectory  # noqa: E402
-from mdma.harmonic import langevin_to_h5md  # noqa: E402
-from mdma.mdma_cli import run_mdma_command  # noqa: E402
-from mdma.pfc_cli import run_pfc_command  # noqa: E402
-from mdma.modes import mode_classes, modes_for_supercell  # noqa: E402
-from mdma.phonon_cli import run_phonons  # noqa: E402
-from mdma.phonon_io import load_phonons  # noqa: E402
-from mdma.sites import classify_oxygens  # noqa: E402
-from mlip.calculators import resolve_calculator  # noqa: E402
-from phonion.structures import load_structure  # noqa: E402
+from phonion.md.io import read_trajectory  # noqa: E402
+from phonion.mdma.harmonic import langevin_to_h5md  # noqa: E402
+from phonion.cli.mdma import run_mdma_command  # noqa: E402
+from phonion.cli.pfc import run_pfc_command  # noqa: E402
+from phonion.mdma.modes import mode_classes, modes_for_supercell  # noqa: E402
+from phonion.cli.phonons import run_phonons  # noqa: E402
+from phonion.mdma.phonon_io import load_phonons  # noqa: E402
+from phonion.mdma.sites import classify_oxygens  # noqa: E402
+from phonion.core.calculators import resolve_calculator  # noqa: E402
+from phonion.core.structures import load_structure  # noqa: E402
 
 MDMA_KEYS = ("collective_diffusivity_cm2_s", "mdma_total_cm2_s", "sum_rule_relative_error", "harmonic_fraction",
              "anharmonic_fraction", "class_fractions", "oe_mean_frequency_THz", "equal_time_anharmonic_fraction",

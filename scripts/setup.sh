@@ -23,4 +23,4 @@ fi
 
 # The rest; torch is already satisfied, so pip does not replace it.
 "$PY" -m pip install -e ".[test]"
-"$PY" -c "import mace, md, mdma, mlip; print('phonion setup: ok')"
+"$PY" -c "import mace, phonion.md, phonion.mdma, phonion.mlip; print('phonion setup: ok')"

@@ -30,7 +30,7 @@ def cual_structure(path: Path) -> str:
 
 def emt_reference(out: Path, temperatures_K=(300, 600), steps: int = 200) -> list[str]:
     """``phonion reference`` with EMT on the Cu/Al cell: ``out/<T>K/traj.h5``, 51 frames each (~1 s per T)."""
-    from mlip.reference import ReferenceConfig, run_reference
+    from phonion.mlip.reference import ReferenceConfig, run_reference
 
     out.mkdir(parents=True, exist_ok=True)
     structure = cual_structure(out / "cual.extxyz")
@@ -47,10 +47,10 @@ TINY_MODEL = {"r_max": 4.0, "num_channels": 8, "max_L": 0, "max_ell": 1, "correl
 
 
 def train_tiny(out: Path, files: list[str], seed: int, epochs: int = 1, **model) -> str:
-    """Train a tiny MACE model with ``mlip.train`` on ``files``; returns its model file."""
+    """Train a tiny MACE model with ``phonion.mlip.train`` on ``files``; returns its model file."""
     import mace  # noqa: F401  (mace before e3nn)
 
-    from mlip.train import config_from_dict, run
+    from phonion.mlip.train import config_from_dict, run
 
     run(config_from_dict({
         "output": str(out), "seed": seed, "dtype": "float64",

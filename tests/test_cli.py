@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 
-from phonion.cli import main
+from phonion.cli.main import main
 
 VASP = Path(__file__).parent / "data" / "vasp"
 XDATCAR_700K = VASP / "li6ps5i_aimd_xdatcar" / "700K" / "XDATCAR.gz"
@@ -86,7 +86,7 @@ def test_sites_contract(capsys):
 
 
 def test_console_script_help_teaches():
-    res = subprocess.run([sys.executable, "-m", "phonion.cli", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "phonion.cli.main", "--help"], capture_output=True, text=True)
     assert res.returncode == 0
     for word in ("inspect", "convert", "sites", "demo", "SPEC", "chgnet", "mace:"):
         assert word in res.stdout

@@ -1,4 +1,4 @@
-"""``phonion demo`` / ``phonion.chain``: the whole chain, run the way a user runs it (the CLI).
+"""``phonion demo`` / ``phonion.chain.chain``: the whole chain, run the way a user runs it (the CLI).
 
 The default suite runs the ``tiny`` profile end to end once (a few minutes on one core) and checks
 every stage's outputs, the surrogate-reference labels, the report's images, the physics contracts
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonion.profiles import PROFILES, parse_override, resolve_profile
+from phonion.chain.profiles import PROFILES, parse_override, resolve_profile
 
 HEADLINE = ("E_a_meV", "D_300K_cm2_s", "sigma_300K_mS_cm", "mdma_anharmonic_share",
             "mdma_O_e_mode_mean_frequency_THz", "delta_pfc_eV_A2")
@@ -29,7 +29,7 @@ HEADLINE = ("E_a_meV", "D_300K_cm2_s", "sigma_300K_mS_cm", "mdma_anharmonic_shar
 
 def _demo(out: Path, *extra, check=True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.run([sys.executable, "-m", "phonion.cli", "demo", "-o", str(out), *extra],
+    proc = subprocess.run([sys.executable, "-m", "phonion.cli.main", "demo", "-o", str(out), *extra],
                           capture_output=True, text=True, env=env, timeout=3600)
     if check:
         assert proc.returncode == 0, f"demo failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
@@ -65,7 +65,7 @@ def _check_outputs(out: Path, settings: dict) -> None:
     """Every stage's outputs exist and carry the contracts the later stages rely on."""
     from ase import units
 
-    from md.io import read_trajectory
+    from phonion.md.io import read_trajectory
 
     sites = json.loads((out / "sites.json").read_text())
     assert sites["n_O_e"] == sites["n_O_c"] == sites["n_O_n"] == 16  # LiGa(SeO3)2, DESIGN.md
@@ -183,9 +183,9 @@ def test_profiles_contract_and_overrides():
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_every_profile_builds_valid_stage_configs(tmp_path, name):
     """Each profile's sections are accepted by the stage configs they feed (full: never run on CPU)."""
-    from mlip.train import config_from_dict
-    from phonion.chain_stages import StageContext, learn_config, reference_config, sweep_configs
-    from phonion.learn import member_train_dict
+    from phonion.mlip.train import config_from_dict
+    from phonion.chain.stages import StageContext, learn_config, reference_config, sweep_configs
+    from phonion.workflows.learn import member_train_dict
 
     settings = resolve_profile(name)
     ctx = StageContext(out=tmp_path, settings=settings, structure="LiGa_SeO3_2", structure_file="x.cif",
@@ -264,7 +264,7 @@ def test_demo_quick_profile_within_budget(tmp_path, record_property):
 def test_demo_killed_during_mlip_md_resumes(tmp_path):
     """SIGKILL during the MLIP MD stage; the rerun finishes without redoing reference or training."""
     out = tmp_path / "demo"
-    args = [sys.executable, "-m", "phonion.cli", "demo", "-o", str(out), "--profile", "tiny",
+    args = [sys.executable, "-m", "phonion.cli.main", "demo", "-o", str(out), "--profile", "tiny",
             "--set", "mlip_md.steps=600"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -297,7 +297,7 @@ def test_demo_killed_during_mlip_md_resumes(tmp_path):
 
 def test_chain_refuses_long_mlip_md_after_a_failed_gate(tmp_path):
     """A committee that failed the fit-for-MD gate gets no long MD (unless explicitly allowed)."""
-    from phonion.chain_stages import StageContext, stage_mlip_md
+    from phonion.chain.stages import StageContext, stage_mlip_md
 
     settings = resolve_profile("tiny", {"mlip_md.allow_failed_gate": False})
     ctx = StageContext(out=tmp_path, settings=settings, structure="LiGa_SeO3_2", structure_file="x.cif",

@@ -38,7 +38,7 @@ def ref_files(tmp_path_factory):
 
 
 def _cfg(files, out, reference_calculator, **sections):
-    from phonion.learn import learn_config_from_dict
+    from phonion.workflows.learn import learn_config_from_dict
 
     data = json.loads(json.dumps(TINY_LEARN))
     for key, value in sections.items():
@@ -54,7 +54,7 @@ def learned(ref_files, tmp_path_factory):
     Returns what happened: the error, the frames kept after it, the configurations the fixed
     calculator computed on the rerun, and the final rounds.
     """
-    from phonion.learn import run_learn
+    from phonion.workflows.learn import run_learn
 
     d = tmp_path_factory.mktemp("al")
     marker = d / "scf_fails"
@@ -120,7 +120,7 @@ def test_learn_one_round_end_to_end(learned):
 
 
 def test_learn_rerun_does_no_work_and_other_settings_are_refused(learned):
-    from phonion.learn import run_learn
+    from phonion.workflows.learn import run_learn
 
     out = learned["out"]
     before = (out / "rounds.json").read_bytes()
@@ -154,7 +154,7 @@ def test_failing_reference_calculator_keeps_frames_and_resumes(learned):
 
 
 def test_config_errors_before_any_work(ref_files, tmp_path):
-    from phonion.learn import load_learn_config, run_learn
+    from phonion.workflows.learn import load_learn_config, run_learn
 
     def config(*overrides, data=ref_files):
         return load_learn_config(ROOT / "configs" / "learn.yaml", list(overrides), output=str(tmp_path / "o"),
@@ -180,7 +180,7 @@ def test_config_errors_before_any_work(ref_files, tmp_path):
 
 
 def test_cli_learn_errors_are_one_line(ref_files, tmp_path, capfd):
-    from phonion.cli import main
+    from phonion.cli.main import main
 
     code = main(["learn", "--reference-calculator", "emt", "--data", *ref_files, "harvest.max_frame=3",
                  "-o", str(tmp_path / "o")])
@@ -211,18 +211,18 @@ def _independent_configurations(path: Path, n: int = 12) -> str:
 
 
 def test_train_only_files_all_train_and_no_time_series_check(ref_files, tmp_path, monkeypatch):
-    import mlip.data
-    from mlip.data import DataConfig, build_dataset
+    import phonion.mlip.data
+    from phonion.mlip.data import DataConfig, build_dataset
 
     extra = _independent_configurations(tmp_path / "labelled_650K.extxyz")
     calls = []
-    real = mlip.data.work_slope
+    real = phonion.mlip.data.work_slope
 
     def spy(r0, *args):
         calls.append(len(r0))
         return real(r0, *args)
 
-    monkeypatch.setattr(mlip.data, "work_slope", spy)
+    monkeypatch.setattr(phonion.mlip.data, "work_slope", spy)
     ds = build_dataset(DataConfig(files=ref_files, train_only_files=[extra], gap_frames=2))
     source = {s: [a.info["source"] for a in ds.split(s)] for s in ("train", "val", "test")}
     assert source["train"].count(extra) == 12  # every frame, no gap dropped
@@ -247,7 +247,7 @@ def test_cli_learn_with_worker_processes(ref_files, tmp_path):
     cfg.write_text(yaml.safe_dump({**TINY_LEARN, "committee": {"size": 3, "workers": 2},
                                    "explore": {**TINY_LEARN["explore"], "workers": 2},
                                    "validate": {**TINY_LEARN["validate"], "workers": 2}}))
-    proc = subprocess.run([sys.executable, "-m", "phonion.cli", "learn", "--reference-calculator", "emt",
+    proc = subprocess.run([sys.executable, "-m", "phonion.cli.main", "learn", "--reference-calculator", "emt",
                            "--data", *ref_files, "rounds.min_rounds=0", "--config", str(cfg), "-o", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=900,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -264,8 +264,8 @@ def test_contact_candidates_put_each_pair_at_the_asked_distance(tmp_path):
     import ase.io
     from ase.build import bulk
 
-    from phonion.learn import DEFAULTS, contact_candidates
-    from phonion.validate import closest_approach
+    from phonion.workflows.learn import DEFAULTS, contact_candidates
+    from phonion.workflows.validate import closest_approach
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     atoms.symbols[[0, 5, 9]] = "Al"

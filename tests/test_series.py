@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phonion import paper
-from phonion.series import CHAIN_KEYS, SeriesConfig, compound_label, run_series
-from phonion.series_report import rank_correlation
-from phonion.structures import load_structure
-from phonion.substitution import (SHANNON_RADII_A, SubstitutionError, prescale_factor, relax,
+from phonion.core import paper
+from phonion.chain.series import CHAIN_KEYS, SeriesConfig, compound_label, run_series
+from phonion.chain.series_report import rank_correlation
+from phonion.core.structures import load_structure
+from phonion.chain.substitution import (SHANNON_RADII_A, SubstitutionError, prescale_factor, relax,
                                   space_group, substitute)
 
 DESIGN = Path("/work/shared/DESIGN.md")
@@ -103,7 +103,7 @@ def test_relax_lowers_force_and_stress_keeps_space_group_and_resumes(tmp_path):
 
 
 def test_relax_divergence_is_an_error_and_leaves_no_finished_marker(tmp_path):
-    from phonion.substitution import RelaxationError
+    from phonion.chain.substitution import RelaxationError
 
     with pytest.raises(RelaxationError, match="volume changed"):
         relax(_strained_alloy(), "emt", fmax_eV_A=0.01, max_steps=200, output_dir=tmp_path,
@@ -138,7 +138,7 @@ def test_paper_numbers_match_design():
 
 def test_paper_sigma_is_nernst_einstein_of_its_D(liga):
     """The paper's σ(300 K) follows from its D(300 K) for the Ga cell (DESIGN.md check: 0.135 mS/cm)."""
-    from md.conductivity import carrier_density_from_atoms, nernst_einstein_conductivity_mS_cm
+    from phonion.md.conductivity import carrier_density_from_atoms, nernst_einstein_conductivity_mS_cm
 
     sigma = nernst_einstein_conductivity_mS_cm(paper.DIFFUSIVITY_300K_cm2_s["Ga"], 300.0,
                                                carrier_density_from_atoms(liga))
@@ -178,7 +178,7 @@ def _stand_in_chain(values, fail=(), calls=None):
 
 def test_series_table_correlation_resume_and_failure(tmp_path, monkeypatch):
     """Relaxation replaced by a no-op (the EMT test covers it); the chain by a double."""
-    import phonion.substitution as substitution
+    import phonion.chain.substitution as substitution
 
     def no_relax(atoms, spec, output_dir=None, **kw):
         summary = {"converged": True, "steps": 0, "volume_change": 0.0, "reused": False,
@@ -230,7 +230,7 @@ def test_series_bad_element_fails_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_series_real_chain_tiny(tmp_path):
-    pytest.importorskip("phonion.chain")
+    pytest.importorskip("phonion.chain.chain")
     cfg = SeriesConfig(with_=("Al",), include_parent=False, output=str(tmp_path), profile="tiny")
     report = run_series(cfg, progress=False)
     row = report["compounds"][0]

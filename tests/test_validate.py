@@ -35,9 +35,9 @@ def ref(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single(ref, tmp_path_factory):
-    """``python -m phonion.cli validate ... --json`` on one bad model (a real process: fd-level stdout)."""
+    """``python -m phonion.cli.main validate ... --json`` on one bad model (a real process: fd-level stdout)."""
     out = tmp_path_factory.mktemp("val") / "single"
-    proc = subprocess.run([sys.executable, "-m", "phonion.cli", "validate", "--model", f"mace:{ref['models'][0]}",
+    proc = subprocess.run([sys.executable, "-m", "phonion.cli.main", "validate", "--model", f"mace:{ref['models'][0]}",
                            "--reference", str(ref["dir"]), "--temperature-K", "600", *SHORT, "-o", str(out),
                            "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -89,7 +89,7 @@ def test_gate_json_keys_and_validation_runs_on_disk(single, ref):
 
 def test_committee_reports_uncertainty(ref, tmp_path):
     """A 2-model committee: uncertainty p99 over the validation runs and its calibration on held-out frames."""
-    from phonion.validate import ValidateConfig, validate
+    from phonion.workflows.validate import ValidateConfig, validate
 
     spec = "mace:" + ",".join(ref["models"])
     result = validate(ValidateConfig(model=spec, reference=str(ref["dir"]), output=str(tmp_path / "v"), steps=20,
@@ -107,7 +107,7 @@ def test_committee_reports_uncertainty(ref, tmp_path):
 
 
 def test_bad_input_exit_2_one_line_no_traceback(ref, tmp_path, capfd):
-    from phonion.cli import main
+    from phonion.cli.main import main
 
     code = main(["validate", "--model", f"mace:{ref['models'][0]}", "--reference", str(tmp_path / "nothing"),
                  "-o", str(tmp_path / "v"), "--json"])
@@ -127,8 +127,8 @@ def test_output_of_another_model_is_refused(single, ref, tmp_path):
     """Finished validation MD is reused by its settings: another model (or a retrained file) must not be."""
     import shutil
 
-    from mlip.calculators import parse_spec
-    from phonion.validate import ValidateConfig, _check_same_model, validate
+    from phonion.core.calculators import parse_spec
+    from phonion.workflows.validate import ValidateConfig, _check_same_model, validate
 
     _, out = single
     before = {p: p.stat().st_mtime_ns for p in (out / "md").rglob("*")}
@@ -160,7 +160,7 @@ def _edited_copy(model_file: str, path: Path, **buffers) -> str:
 
 
 def test_committee_spec_refuses_members_that_disagree(ref, tmp_path):
-    from mlip.calculators import CalculatorSpecError, resolve_calculator
+    from phonion.core.calculators import CalculatorSpecError, resolve_calculator
 
     a = ref["models"][0]
     other_elements = _edited_copy(a, tmp_path / "ni.model", atomic_numbers=[13, 28])  # Al, Ni
@@ -185,7 +185,7 @@ def test_committee_mean_forces_and_variance(ref):
     """mace's committee calculator: mean forces = mean of the members' forces, forces_var their variance."""
     import ase.io
 
-    from mlip.calculators import parse_spec, resolve_calculator
+    from phonion.core.calculators import parse_spec, resolve_calculator
 
     atoms = ase.io.read(ref["dir"] / "cual.extxyz")
     atoms.rattle(0.05, rng=np.random.default_rng(0))

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from md.conductivity import (
+from phonion.md.conductivity import (
     K_B_EV_K, arrhenius_fit, carrier_density_cm3, diffusivity_from_conductivity_cm2_s,
     nernst_einstein_conductivity_mS_cm,
 )
@@ -25,8 +25,8 @@ def test_nernst_einstein_ligaseo3_check():
 
 
 def test_nernst_einstein_on_the_bundled_structure():
-    structures = pytest.importorskip("phonion.structures")
-    from md.conductivity import carrier_density_from_atoms
+    structures = pytest.importorskip("phonion.core.structures")
+    from phonion.md.conductivity import carrier_density_from_atoms
 
     atoms = structures.load_structure("LiGa_SeO3_2")
     n = carrier_density_from_atoms(atoms, "Li")
@@ -93,7 +93,7 @@ def test_arrhenius_input_errors():
 
 
 def _cli(argv):
-    from md.transport_cli import add_transport_parsers
+    from phonion.cli.transport import add_transport_parsers
 
     parser = argparse.ArgumentParser(prog="phonion")
     add_transport_parsers(parser.add_subparsers(dest="command"), argparse.HelpFormatter)
@@ -122,7 +122,7 @@ def test_cli_arrhenius_and_conductivity(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: not a `phonion diffusion` result"):
         _cli(["arrhenius", paths[0], str(tmp_path / "bad.json")])
-    cif = pytest.importorskip("phonion.structures").bundled_structure_path("LiGa_SeO3_2")
+    cif = pytest.importorskip("phonion.core.structures").bundled_structure_path("LiGa_SeO3_2")
     assert _cli(["conductivity", "--structure", str(cif), "--species", "Li", "--diffusivity-cm2-s", "3.14e-9",
                  "--temperature-K", "300", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -8,12 +8,12 @@ import warnings
 import numpy as np
 import pytest
 
-from md.diffusion import (
+from phonion.md.diffusion import (
     MSDAccumulator, choose_fit_window, curve_from, drift_correction_terms, fit_diffusivity,
     msd_fft, random_walk_msd_covariance,
 )
-from md.diffusion_run import analyse_h5md, analyse_trajectory
-from md.trajectory import Trajectory, TrajectoryError
+from phonion.md.diffusion_run import analyse_h5md, analyse_trajectory
+from phonion.md.trajectory import Trajectory, TrajectoryError
 
 A2_FS = 0.1  # Å²/fs → cm²/s
 
@@ -194,7 +194,7 @@ def test_gls_estimator_and_block_errors_are_available():
 
 
 def test_chunked_h5md_equals_in_memory(tmp_path):
-    h5md = pytest.importorskip("md.io.h5md", reason="md.io.h5md (H5MD store) not available")
+    h5md = pytest.importorskip("phonion.md.io.h5md", reason="phonion.md.io.h5md (H5MD store) not available")
     rng = np.random.default_rng(4)
     li = _walk(rng, 400, 10, [1e-3] * 3, 10.0)
     fw = rng.random((1, 7, 3)) * 10 + np.cumsum(rng.normal(scale=0.02, size=(400, 7, 3)), axis=0)
@@ -215,7 +215,7 @@ def test_chunked_h5md_equals_in_memory(tmp_path):
 def test_real_li6ps5i_regression(data_dir):
     """Li6PS5I 1100 K AIMD (416 atoms, 100 frames, 2 fs × 50): numbers from a run of this code
     (2026-11, phonion 0.1.0); the MSD is still sub-diffusive, so the window falls back to 1.0–4.9 ps."""
-    from md.io import read_trajectory
+    from phonion.md.io import read_trajectory
 
     path = data_dir / "vasp/li6ps5i_aimd_xdatcar/1100K/XDATCAR.gz"
     if not path.exists():
@@ -231,7 +231,7 @@ def test_real_li6ps5i_regression(data_dir):
 
 
 def _cli(argv):
-    from md.transport_cli import add_transport_parsers
+    from phonion.cli.transport import add_transport_parsers
 
     parser = argparse.ArgumentParser(prog="phonion")
     add_transport_parsers(parser.add_subparsers(dest="command"), argparse.HelpFormatter)
@@ -240,7 +240,7 @@ def _cli(argv):
 
 
 def test_cli_diffusion_contract_and_errors(tmp_path, capsys):
-    h5md = pytest.importorskip("md.io.h5md", reason="md.io.h5md (H5MD store) not available")
+    h5md = pytest.importorskip("phonion.md.io.h5md", reason="phonion.md.io.h5md (H5MD store) not available")
     pos = _walk(np.random.default_rng(1), 600, 12, [1e-3] * 3, 10.0)
     traj = Trajectory(symbols=["Li"] * 12, positions=pos, cells=np.eye(3) * 12, timestep_fs=2.0, stride=5,
                       temperatures_K=np.full(600, 500.0))

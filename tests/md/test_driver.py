@@ -1,4 +1,4 @@
-"""md.driver: energy conservation, thermostats with and without fixed atoms, guards, exact restart.
+"""phonion.md.driver: energy conservation, thermostats with and without fixed atoms, guards, exact restart.
 
 Cheap physical systems: EMT Cu (32 atoms, fcc 2×2×2) and the bundled LiGa(SeO3)2 cell (80 atoms)
 on a spring network (anharmonic bonds to the reference structure: translation invariant, coupled,
@@ -23,9 +23,9 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.neighborlist import neighbor_list
 
-from md.driver import MDConfig, MDGuardError, initial_momenta, run_md
-from md.io.h5md import read_h5md
-from phonion.structures import load_structure
+from phonion.md.driver import MDConfig, MDGuardError, initial_momenta, run_md
+from phonion.md.io.h5md import read_h5md
+from phonion.core.structures import load_structure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_initial_momenta_free_atoms_at_T_with_zero_momentum():
 def test_close_pair_matches_ase_neighbor_list_on_random_triclinic_cells():
     from ase import Atoms
 
-    from md.guards import close_pair
+    from phonion.md.guards import close_pair
 
     rng = np.random.default_rng(7)
     for trial in range(60):
@@ -252,7 +252,7 @@ def _started(out: Path, since: float) -> bool:
 
 
 def _kill_resume_loop(config: Path, out: Path, rng, n_kills: int, step_s: float, total: int) -> list:
-    """Launch ``python -m md.driver --resume`` until it finishes; SIGKILL the first ``n_kills``.
+    """Launch ``python -m phonion.md.driver --resume`` until it finishes; SIGKILL the first ``n_kills``.
 
     The first kill lands at a random moment of start-up (imports, setup); the others at a
     random moment of the remaining integration (``step_s`` seconds per step measured on this
@@ -261,7 +261,7 @@ def _kill_resume_loop(config: Path, out: Path, rng, n_kills: int, step_s: float,
     import time
 
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "md.driver", "--config", str(config), "--resume", "--no-progress"]
+    cmd = [sys.executable, "-m", "phonion.md.driver", "--config", str(config), "--resume", "--no-progress"]
     kills = []
     for attempt in range(n_kills + 1):
         launched = time.time()

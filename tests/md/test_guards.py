@@ -15,12 +15,12 @@ from ase import units
 from ase.calculators.emt import EMT
 from ase.data import atomic_numbers, covalent_radii
 
-from md.driver import MDConfig, MDGuardError, run_md
-from md.guards import closest_pairs, learn_pair_floors, pair_floor_violation
-from md.io.h5md import H5MDReader, read_h5md
-from md.sweep import run_one
-from phonion.chain_stages import run_state
-from phonion.structures import load_structure
+from phonion.md.driver import MDConfig, MDGuardError, run_md
+from phonion.md.guards import closest_pairs, learn_pair_floors, pair_floor_violation
+from phonion.md.io.h5md import H5MDReader, read_h5md
+from phonion.md.sweep import run_one
+from phonion.chain.stages import run_state
+from phonion.core.structures import load_structure
 from test_driver import cu32, cu_cfg  # noqa: F401  (the driver tests' Cu cell and settings; cu32 is a fixture)
 
 
@@ -279,8 +279,8 @@ def test_force_uncertainty_observable_round_trip(tmp_path):
     """Trajectory.force_uncertainty_max_eV_A ↔ /observables/force_uncertainty_max (eV Angstrom-1)."""
     import h5py
 
-    from md.io.h5md import write_h5md
-    from md.trajectory import Trajectory, concatenate
+    from phonion.md.io.h5md import write_h5md
+    from phonion.md.trajectory import Trajectory, concatenate
 
     rng = np.random.default_rng(0)
     u = rng.uniform(0.0, 1.0, 6)
@@ -297,7 +297,7 @@ def test_force_uncertainty_observable_round_trip(tmp_path):
 
 
 def test_md_command_pair_floors_option_reports_invalid_runs(cu32, tmp_path, capsys):
-    from md.md_cli import main as md_main
+    from phonion.cli.md import main as md_main
 
     code = md_main(["md", "--structure", cu32, "--calculator", "emt", "--temperatures-K", "300", "--steps", "20",
                     "--sample-every", "5", "--checkpoint-every", "10", "--pair-floors", "Cu-Cu=2.6",

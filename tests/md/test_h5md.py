@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from md.io import TruncatedFileWarning, read_trajectory
-from md.io.h5md import H5MDReader, H5MDWriter, clear_consistency_flags, read_h5md, write_h5md
-from md.trajectory import Trajectory, TrajectoryError
+from phonion.md.io import TruncatedFileWarning, read_trajectory
+from phonion.md.io.h5md import H5MDReader, H5MDWriter, clear_consistency_flags, read_h5md, write_h5md
+from phonion.md.trajectory import Trajectory, TrajectoryError
 
 ARRAYS = ("positions", "cells", "times_fs", "velocities", "forces", "energies", "stress",
           "temperatures_K", "masses")
@@ -375,7 +375,7 @@ def test_buffered_frames_reach_disk_on_flush(tmp_path):
 
 _KILLED_WRITER = """
 import sys, numpy as np
-from md.io.h5md import H5MDWriter
+from phonion.md.io.h5md import H5MDWriter
 x = np.random.default_rng(0).normal(size=(8, 3))
 with H5MDWriter(sys.argv[1], ["Li"] * 8, timestep_fs=1.0, buffer_frames=1, append=True) as w:
     while True:

@@ -1,4 +1,4 @@
-"""md.lammps: LAMMPS inputs for the MD protocol, and LAMMPS dumps read back (hand-written files)."""
+"""phonion.md.lammps: LAMMPS inputs for the MD protocol, and LAMMPS dumps read back (hand-written files)."""
 
 import re
 
@@ -7,11 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-from md.io import TruncatedFileWarning
-from md.lammps import convert_model_for_lammps, read_lammps_dump, write_lammps_inputs
-from md.sweep import SweepConfig
-from mdma.sites import classify_oxygens
-from phonion.structures import load_structure
+from phonion.md.io import TruncatedFileWarning
+from phonion.md.lammps import convert_model_for_lammps, read_lammps_dump, write_lammps_inputs
+from phonion.md.sweep import SweepConfig
+from phonion.mdma.sites import classify_oxygens
+from phonion.core.structures import load_structure
 
 HEADER = "ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n3\nITEM: BOX BOUNDS xy xz yz pp pp pp\n" \
          "0.0 10.5 0.5\n0.0 10.0 0.0\n-1.0 9.0 0.0\nITEM: ATOMS {cols}\n"
@@ -168,8 +168,8 @@ def test_md_with_a_mace_model_spec(tmp_path):
     from e3nn import o3
     from mace import modules
 
-    from md.driver import MDConfig, run_md
-    from md.io.h5md import read_h5md
+    from phonion.md.driver import MDConfig, run_md
+    from phonion.md.io.h5md import read_h5md
 
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

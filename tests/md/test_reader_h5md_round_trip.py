@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from md.io import read_trajectory
-from md.io.h5md import write_h5md
+from phonion.md.io import read_trajectory
+from phonion.md.io.h5md import write_h5md
 
 VASP = Path(__file__).parents[1] / "data" / "vasp"
 FILES = [

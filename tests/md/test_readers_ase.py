@@ -13,9 +13,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.io.trajectory import Trajectory as AseTrajectory
 
-from md.io import TruncatedFileWarning, read_trajectory
-from md.io.ase_formats import read_ase
-from md.trajectory import TrajectoryError
+from phonion.md.io import TruncatedFileWarning, read_trajectory
+from phonion.md.io.ase_formats import read_ase
+from phonion.md.trajectory import TrajectoryError
 
 N_FRAMES = 5
 

@@ -12,11 +12,11 @@ import pytest
 from ase.io import read as ase_read
 from ase.units import GPa
 
-from md.io import TruncatedFileWarning, read_trajectory
-from md.io.vasp_outcar import read_outcar
-from md.io.vasp_vasprun import read_vasprun
-from md.io.vasp_xdatcar import read_xdatcar
-from md.trajectory import TrajectoryError
+from phonion.md.io import TruncatedFileWarning, read_trajectory
+from phonion.md.io.vasp_outcar import read_outcar
+from phonion.md.io.vasp_vasprun import read_vasprun
+from phonion.md.io.vasp_xdatcar import read_xdatcar
+from phonion.md.trajectory import TrajectoryError
 
 DATA = Path(__file__).parents[1] / "data" / "vasp"
 XDAT_I = {T: DATA / "li6ps5i_aimd_xdatcar" / T / "XDATCAR.gz" for T in ("700K", "1100K")}

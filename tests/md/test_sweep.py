@@ -1,4 +1,4 @@
-"""md.sweep and the ``md`` command: runs fan out through real executors and give the same files."""
+"""phonion.md.sweep and the ``md`` command: runs fan out through real executors and give the same files."""
 
 import json
 
@@ -8,9 +8,9 @@ import pytest
 import yaml
 from ase.build import bulk
 
-from md.io.h5md import read_h5md
-from md.md_cli import main as md_main
-from md.sweep import SweepConfig, format_summary, run_sweep
+from phonion.md.io.h5md import read_h5md
+from phonion.cli.md import main as md_main
+from phonion.md.sweep import SweepConfig, format_summary, run_sweep
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_shipped_config_parses():
     import argparse
     from pathlib import Path
 
-    from md.md_cli import add_md_parsers, sweep_config_from_args
+    from phonion.cli.md import add_md_parsers, sweep_config_from_args
 
     parser = argparse.ArgumentParser()
     add_md_parsers(parser.add_subparsers(dest="command"), argparse.HelpFormatter)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from md.trajectory import Trajectory
-from md.vdos import compare_spectra, harmonic_vdos, spectral_summary, vdos
+from phonion.md.trajectory import Trajectory
+from phonion.md.vdos import compare_spectra, harmonic_vdos, spectral_summary, vdos
 
 AMU_A2_FS2_EV = 103.642696  # 1 amu Å²/fs² in eV
 K_B = 8.617333262e-5
@@ -102,7 +102,7 @@ def test_vdos_input_errors():
 
 
 def _cli(argv):
-    from md.transport_cli import add_transport_parsers
+    from phonion.cli.transport import add_transport_parsers
 
     parser = argparse.ArgumentParser(prog="phonion")
     add_transport_parsers(parser.add_subparsers(dest="command"), argparse.HelpFormatter)
@@ -119,9 +119,9 @@ def _vibrating(atoms, freq_of, n_frames, dt_fs, rng):
 
 
 def test_cli_vdos_by_species_and_by_oclass_with_reference(tmp_path, capsys):
-    h5md = pytest.importorskip("md.io.h5md", reason="md.io.h5md (H5MD store) not available")
-    structures = pytest.importorskip("phonion.structures")
-    pytest.importorskip("mdma.sites")
+    h5md = pytest.importorskip("phonion.md.io.h5md", reason="phonion.md.io.h5md (H5MD store) not available")
+    structures = pytest.importorskip("phonion.core.structures")
+    pytest.importorskip("phonion.mdma.sites")
     atoms = structures.load_structure("LiGa_SeO3_2")
     rng = np.random.default_rng(3)
     base = {"Li": 4.0, "Ga": 6.0, "Se": 20.0, "O": 12.0}

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from md.trajectory import Trajectory, TrajectoryError, concatenate
-from md.velocities import (
+from phonion.md.trajectory import Trajectory, TrajectoryError, concatenate
+from phonion.md.velocities import (
     central_difference,
     central_difference_damping,
     check_stride_for_modes,

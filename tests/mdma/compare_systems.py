@@ -2,7 +2,7 @@
 
 The bundled LiGa(SeO3)2 (80 atoms) with the force constants of the central springs of
 ``mdma_systems.PairSpringCalculator`` (every pair closer than 4.05 Å, at rest in the structure) with every
-spring to Li removed, driven by ``mdma.harmonic.ForceConstantCalculator``: the framework is an exactly
+spring to Li removed, driven by ``phonion.mdma.harmonic.ForceConstantCalculator``: the framework is an exactly
 harmonic crystal (so phonopy finite displacements give back the very force constants that drive the MD)
 and the 8 Li are free particles that pass through it. Under ASE's Langevin thermostat (friction γ, no
 centre-of-mass constraint) each Li diffuses with D = k_B T / (m_Li γ) exactly, independently of the others
@@ -40,7 +40,7 @@ def write_run_record(run_dir, **record) -> Path:
 
 def structure():
     """The bundled LiGa(SeO3)2 (80 atoms)."""
-    from phonion.structures import load_structure
+    from phonion.core.structures import load_structure
 
     return load_structure("LiGa_SeO3_2")
 
@@ -50,8 +50,8 @@ _FC = {}
 
 def free_li_harmonic(**_options):
     """ForceConstantCalculator of the free-Li spring network on the bundled LiGa(SeO3)2 (the SPEC factory)."""
-    from mdma.harmonic import ForceConstantCalculator
-    from mdma.phonons import compute_force_constants
+    from phonion.mdma.harmonic import ForceConstantCalculator
+    from phonion.mdma.phonons import compute_force_constants
     from mdma_systems import PairSpringCalculator
 
     atoms = structure()
@@ -71,8 +71,8 @@ def expected_li_diffusivity_cm2_s(temperature_K: float) -> float:
 def make_run(root, temperature_K: float, *, fix: str = "none", n_steps: int = 3000, seed: int = 0,
              interval: int = 5, timestep_fs: float = 2.0, reference_kind: str | None = "surrogate reference") -> Path:
     """One Langevin run written as ``root/T{T}_seed{seed}_fix{fix}/traj.h5`` with phonion's run metadata."""
-    from mdma.harmonic import langevin_to_h5md
-    from mdma.sites import classify_oxygens
+    from phonion.mdma.harmonic import langevin_to_h5md
+    from phonion.mdma.sites import classify_oxygens
 
     atoms = structure()
     fixed = []
@@ -98,7 +98,7 @@ def write_extxyz_copy(h5_path, out_path) -> Path:
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from md.io import read_trajectory
+    from phonion.md.io import read_trajectory
 
     traj = read_trajectory(h5_path)
     frames = []

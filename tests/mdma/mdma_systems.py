@@ -38,7 +38,7 @@ def l12_supercell(unit: Atoms | None = None) -> Atoms:
     """phonopy's 2×2×2 supercell of the unit cell, as ASE atoms in phonopy's atom order."""
     from phonopy import Phonopy
 
-    from mdma.phonons import to_ase_atoms, to_phonopy_atoms
+    from phonion.mdma.phonons import to_ase_atoms, to_phonopy_atoms
 
     unit = l12_unit_cell() if unit is None else unit
     return to_ase_atoms(Phonopy(to_phonopy_atoms(unit), np.diag([2, 2, 2]), primitive_matrix="P").supercell)
@@ -88,7 +88,7 @@ class PairSpringCalculator(Calculator):
 
 def l12_phonons(framework: str = "O", free_li: bool = False):
     """phonopy force constants of the LiX3 spring network (2×2×2 supercell, 32 atoms) by finite displacements."""
-    from mdma.phonons import compute_force_constants
+    from phonion.mdma.phonons import compute_force_constants
 
     unit = l12_unit_cell(framework)
     calc = PairSpringCalculator(l12_supercell(unit), free_li=free_li)
@@ -105,9 +105,9 @@ def ligaseo_spring_phonons():
     sum rule; returns (phonon, atoms, site classes)."""
     from phonopy import Phonopy
 
-    from mdma.phonons import to_phonopy_atoms
-    from mdma.sites import classify_oxygens
-    from phonion.structures import load_structure
+    from phonion.mdma.phonons import to_phonopy_atoms
+    from phonion.mdma.sites import classify_oxygens
+    from phonion.core.structures import load_structure
 
     atoms = load_structure("LiGa_SeO3_2")
     classes = classify_oxygens(atoms)

@@ -23,8 +23,8 @@ import pytest
 
 from compare_systems import FAILED_VALIDATION, SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, \
     structure, write_extxyz_copy, write_run_record
-from mdma.compare import CompareConfig, CompareError, run_compare
-from mdma.compare_analyses import first_peak, partial_rdf
+from phonion.compare.run import CompareConfig, CompareError, run_compare
+from phonion.compare.analyses import first_peak, partial_rdf
 
 FIELDS = ("value", "uncertainty", "unit", "side", "source", "converged", "note")
 SECTIONS = {"parity", "rdf", "vdos", "diffusion", "phonons", "mdma", "pfc", "fixed"}
@@ -161,7 +161,7 @@ def test_surrogate_reference_is_labelled(same):
 
 
 def test_physics_free_li_in_a_harmonic_framework(same):
-    from mdma.modes import modes_from_force_constants
+    from phonion.mdma.modes import modes_from_force_constants
 
     _, r = same
     ref, mlip = r["reference"]["numbers"], r["mlip"]["numbers"]
@@ -264,7 +264,7 @@ def test_bad_inputs_give_one_clear_error_naming_the_directory(runs, tmp_path, da
 
 
 def test_cli_error_and_help(tmp_path, capsys):
-    from phonion.cli import main
+    from phonion.cli.main import main
 
     (tmp_path / "empty").mkdir()
     assert main(["compare", "--reference", str(tmp_path / "empty"), "--mlip", str(tmp_path / "empty"),
@@ -279,8 +279,8 @@ def test_cli_error_and_help(tmp_path, capsys):
 
 def test_ideal_sites_maps_by_index_when_li_has_left_its_site():
     """MD built from the structure: Li 2 Å off its site still maps by index; a shuffled order does not."""
-    from mdma.compare_modal import ideal_sites
-    from phonion.structures import load_structure
+    from phonion.compare.modal import ideal_sites
+    from phonion.core.structures import load_structure
 
     unit = load_structure("LiGa_SeO3_2")
     md = unit.repeat((2, 1, 1))
@@ -393,9 +393,9 @@ def test_failed_validation_makes_every_mlip_number_untrustworthy(measured):
 
 
 def test_limits_unphysical_numbers_are_never_converged():
-    from mdma.compare_analyses import LIMITS, number
-    from mdma.compare_checks import apply_limits, reference_rdf_bounds
-    from mdma.compare_report import _row
+    from phonion.compare.analyses import LIMITS, number
+    from phonion.compare.checks import apply_limits, reference_rdf_bounds
+    from phonion.compare.report import _row
 
     def n(value, unit="", unc=None):
         return number(value, unit, "mlip", "test", uncertainty=unc)

@@ -10,11 +10,11 @@ import pytest
 from ase import units
 from scipy.linalg import eigh, expm
 
-from md.trajectory import TrajectoryError
-from mdma.mdma import MDMAError, cumulative_contributions, mdma_binned, run_mdma
-from mdma.mdma_core import (A2_PER_FS_TO_CM2_PER_S, AMU_A2_PER_FS2_TO_EV, cross_spectral_integral, green_kubo,
+from phonion.md.trajectory import TrajectoryError
+from phonion.mdma.mdma import MDMAError, cumulative_contributions, mdma_binned, run_mdma
+from phonion.mdma.mdma_core import (A2_PER_FS_TO_CM2_PER_S, AMU_A2_PER_FS2_TO_EV, cross_spectral_integral, green_kubo,
                             lag_domain_integral, lag_weights, spectra, spectral_kernel)
-from mdma.mdma_report import load_mdma, mdma_tables, save_mdma
+from phonion.mdma.mdma_report import load_mdma, mdma_tables, save_mdma
 
 T_K = 300.0
 

@@ -14,13 +14,13 @@ import pytest
 from ase import units
 from ase.neighborlist import neighbor_list
 
-from md.io.h5md import write_h5md
-from md.trajectory import Trajectory, TrajectoryError
-from mdma.mdma_cli import add_mdma_parsers, frequency_bins
-from mdma.mdma_core import AMU_A2_PER_FS2_TO_EV
-from mdma.mdma_report import load_mdma
-from mdma.phonon_io import save_phonons
-from mdma.phonons import to_ase_atoms
+from phonion.md.io.h5md import write_h5md
+from phonion.md.trajectory import Trajectory, TrajectoryError
+from phonion.cli.mdma import add_mdma_parsers, frequency_bins
+from phonion.mdma.mdma_core import AMU_A2_PER_FS2_TO_EV
+from phonion.mdma.mdma_report import load_mdma
+from phonion.mdma.phonon_io import save_phonons
+from phonion.mdma.phonons import to_ase_atoms
 from mdma_systems import K_OC, K_OE, l12_phonons, ligaseo_spring_phonons
 
 CONTRACT = ("collective_diffusivity_cm2_s", "mdma_total_cm2_s", "sum_rule_relative_error", "harmonic_fraction",
@@ -250,7 +250,7 @@ def test_pfc_directions_from_hops_in_a_trajectory(springs, tmp_path):
     pos[150:, li0] += hop
     write_h5md(tmp_path / "hop.h5", Trajectory(atoms.get_chemical_symbols(), pos, np.array(atoms.cell.array)))
     args = parser().parse_args(["pfc", "--phonons", str(d), "--trajectory", str(tmp_path / "hop.h5")])
-    from mdma.pfc_cli import run_pfc_command
+    from phonion.cli.pfc import run_pfc_command
 
     r = run_pfc_command(d, trajectory=[tmp_path / "hop.h5"])
     exp = _expected(atoms, classes, {li0: (hop / np.linalg.norm(hop))[None]})
@@ -276,8 +276,8 @@ def test_pfc_errors(springs, setup, tmp_path):
 def test_large_cell_path_streams_modes_and_bins_automatically(setup, tmp_path, monkeypatch):
     """Above MAX_MATRIX_MODES the modes are streamed from the commensurate q-points (no 3N × 3N matrix) and
     above BIN_ABOVE_MODES the heat map is binned: same numbers as the small-cell path (thresholds lowered)."""
-    from mdma import mdma as mdma_module
-    from mdma import mdma_cli as cli_module
+    from phonion.mdma import mdma as mdma_module
+    from phonion.cli import mdma as cli_module
 
     root, sc, traj = setup
     a = mdma(root / "run.h5", "--phonons", root / "phonons", "--no-plots", "-o", tmp_path / "a")

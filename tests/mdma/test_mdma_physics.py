@@ -3,7 +3,7 @@
 Systems (tests/mdma/mdma_systems.py): a 32-atom LiO3 spring network (L1_2, rattled, 8 Li), its force constants
 from phonopy by finite displacements, and ASE Langevin MD (1 fs steps, 20,000 steps, every step saved as H5MD):
 
-(a) harmonic crystal: MD driven by the force constants themselves (mdma.harmonic.ForceConstantCalculator):
+(a) harmonic crystal: MD driven by the force constants themselves (phonion.mdma.harmonic.ForceConstantCalculator):
     modal equipartition ≈ 1 and equal-time cross terms ≈ 0 with the Gordiz projection, while the published
     notebook's projection gives a large spurious share (a geometric constant of the structure, ≈ 1/3 here);
 (b) Li as free Langevin particles in a harmonic framework: Green–Kubo D_σ = k_B T/(m_Li γ), sum rule;
@@ -27,14 +27,14 @@ import numpy as np
 import pytest
 from ase import units
 
-from md.io import read_trajectory
-from mdma.harmonic import ForceConstantCalculator, langevin_to_h5md
-from mdma.mdma_cli import add_mdma_parsers
-from mdma.mdma_core import (A2_PER_FS_TO_CM2_PER_S, AMU_A2_PER_FS2_TO_EV, all_pairs_integral, lag_weights,
+from phonion.md.io import read_trajectory
+from phonion.mdma.harmonic import ForceConstantCalculator, langevin_to_h5md
+from phonion.cli.mdma import add_mdma_parsers
+from phonion.mdma.mdma_core import (A2_PER_FS_TO_CM2_PER_S, AMU_A2_PER_FS2_TO_EV, all_pairs_integral, lag_weights,
                             padded_length)
-from mdma.modes import modes_for_supercell
-from mdma.phonon_io import save_phonons
-from mdma.phonons import to_ase_atoms
+from phonion.mdma.modes import modes_for_supercell
+from phonion.mdma.phonon_io import save_phonons
+from phonion.mdma.phonons import to_ase_atoms
 from mdma_systems import PairSpringCalculator, l12_phonons
 
 STEPS = 20000
@@ -266,7 +266,7 @@ def test_emt_cu3au_at_high_temperature_has_off_diagonal_terms(tmp_path, capsys):
     from ase.filters import StrainFilter
     from ase.optimize import BFGS
 
-    from mdma.phonons import compute_force_constants
+    from phonion.mdma.phonons import compute_force_constants
 
     unit = Atoms("AuCu3", scaled_positions=[[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]], cell=[3.75] * 3,
                  pbc=True)

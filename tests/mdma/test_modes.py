@@ -5,10 +5,10 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from mdma.modes import (THZ_PER_SQRT_EV_A2_AMU, Modes, frequencies_from_eigenvalues, load_modes,
+from phonion.mdma.modes import (THZ_PER_SQRT_EV_A2_AMU, Modes, frequencies_from_eigenvalues, load_modes,
                         mode_classes, modes_for_supercell, modes_from_force_constants, save_modes,
                         supercell_mode_columns)
-from mdma.phonons import compute_force_constants, to_ase_atoms
+from phonion.mdma.phonons import compute_force_constants, to_ase_atoms
 
 
 def _rattled_cu3au(rng):

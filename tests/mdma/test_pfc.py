@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
 
-from mdma.pfc import (bond_projection, detect_hops, migration_directions_from_hops,
+from phonion.mdma.pfc import (bond_projection, detect_hops, migration_directions_from_hops,
                       migration_directions_from_sites, minimum_image_vector, pfc_from_atoms,
                       projected_force_constants)
-from mdma.sites import classify_oxygens
-from phonion.structures import load_structure
+from phonion.mdma.sites import classify_oxygens
+from phonion.core.structures import load_structure
 
 
 def test_central_spring_block():

@@ -13,9 +13,9 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.neighborlist import neighbor_list
 
-from mdma.modes import THZ_PER_SQRT_EV_A2_AMU
-from mdma.phonon_io import load_phonons, save_phonons, write_phonon_results
-from mdma.phonons import (acoustic_sum_rule_residual, band_path_qpoints,
+from phonion.mdma.modes import THZ_PER_SQRT_EV_A2_AMU
+from phonion.mdma.phonon_io import load_phonons, save_phonons, write_phonon_results
+from phonion.mdma.phonons import (acoustic_sum_rule_residual, band_path_qpoints,
                           compute_force_constants, phonon_summary)
 
 
@@ -210,7 +210,7 @@ def test_save_load_round_trip_and_dft_routes(tmp_path):
 
 
 def test_phonons_cli_with_emt(tmp_path):
-    from mdma.phonon_cli import add_phonon_parsers
+    from phonion.cli.phonons import add_phonon_parsers
 
     parser = argparse.ArgumentParser(prog="phonion")
     add_phonon_parsers(parser.add_subparsers(dest="command"), argparse.HelpFormatter)
@@ -240,9 +240,9 @@ def test_chgnet_phonons_of_liga_seo3_2(tmp_path, capsys):
     Reference for scale only: the AlSe 80-atom Γ spectrum recovered from the paper authors'
     notebook (/work/shared/data/selenides/reference, uncertain provenance) spans ~0–26 THz.
     """
-    from mdma.sites import classify_oxygens
-    from mlip.calculators import resolve_calculator
-    from phonion.structures import load_structure
+    from phonion.mdma.sites import classify_oxygens
+    from phonion.core.calculators import resolve_calculator
+    from phonion.core.structures import load_structure
 
     atoms = load_structure("LiGa_SeO3_2")
     t0 = time.perf_counter()

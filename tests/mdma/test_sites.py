@@ -1,4 +1,4 @@
-"""Tests for mdma.sites: automatic O_e / O_c / O_n classification."""
+"""Tests for phonion.mdma.sites: automatic O_e / O_c / O_n classification."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import spglib
 from ase import Atoms
 
-from mdma.sites import SiteClasses, classify_oxygens, coordination, polyhedral_sharing
-from phonion.structures import bundled_structure_path, load_structure
+from phonion.mdma.sites import SiteClasses, classify_oxygens, coordination, polyhedral_sharing
+from phonion.core.structures import bundled_structure_path, load_structure
 
 CLASSES = ("O_e", "O_c", "O_n")
 

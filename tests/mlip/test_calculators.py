@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from mlip.calculators import CalculatorSpecError, calculator_metadata, parse_spec, resolve_calculator
+from phonion.core.calculators import CalculatorSpecError, calculator_metadata, parse_spec, resolve_calculator
 
 
 def _numerical_forces(atoms, delta=1e-3):
@@ -90,7 +90,7 @@ def test_mace_model_file_through_maceccalculator(tmp_path):
 
 
 def test_chgnet_runs_offline_on_the_bundled_structure():
-    from phonion.structures import load_structure
+    from phonion.core.structures import load_structure
 
     atoms = load_structure("LiGa_SeO3_2")
     atoms.calc = resolve_calculator("chgnet", device="cpu")

@@ -10,7 +10,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.verlet import VelocityVerlet
 
-from mlip.data import (DataConfig, build_dataset, check_elements, fit_e0s, split_indices,
+from phonion.mlip.data import (DataConfig, build_dataset, check_elements, fit_e0s, split_indices,
                        temperature_from_name, to_atomic_data)
 
 pytestmark = pytest.mark.filterwarnings("ignore:E0 fit")
@@ -224,11 +224,11 @@ def test_to_atomic_data_round_trip(runs, tmp_path):
 
 
 def test_reference_h5md_is_labelled_surrogate(tmp_path):
-    """phonion reference (md.driver.run_md with EMT): one H5MD per T, labelled, with all quantities."""
+    """phonion reference (phonion.md.driver.run_md with EMT): one H5MD per T, labelled, with all quantities."""
     import ase.io
 
-    from md.io import read_trajectory
-    from mlip.reference import ReferenceConfig, run_reference
+    from phonion.md.io import read_trajectory
+    from phonion.mlip.reference import ReferenceConfig, run_reference
 
     structure = tmp_path / "cual.xyz"
     ase.io.write(structure, emt_frames(300, 1, 0)[0], format="extxyz")

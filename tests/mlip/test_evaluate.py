@@ -9,7 +9,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from mlip.evaluate import EV_A3_TO_GPA, error_metrics, metrics_with_temperatures
+from phonion.mlip.evaluate import EV_A3_TO_GPA, error_metrics, metrics_with_temperatures
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -69,9 +69,9 @@ def test_evaluate_command_matches_direct_calculation(tmp_path):
 def _check_evaluate_command(tmp_path, torch, MACECalculator):
     from test_data import emt_frames, write
 
-    from mlip.data import DataConfig, build_dataset, to_atomic_data
-    from mlip.mlip_cli import main
-    from mlip.model import ModelConfig, build_model
+    from phonion.mlip.data import DataConfig, build_dataset, to_atomic_data
+    from phonion.cli.mlip import main
+    from phonion.mlip.model import ModelConfig, build_model
 
     path = write(tmp_path / "cual_600K.extxyz", emt_frames(600, 6, 0))
     ds = build_dataset(DataConfig(files=[path], gap_frames=0, fractions=(0.5, 0.5, 0.0)))
@@ -104,7 +104,7 @@ def _check_evaluate_command(tmp_path, torch, MACECalculator):
 def test_evaluate_refuses_frames_without_forces(tmp_path):
     from test_data import emt_frames, write
 
-    from mlip.evaluate import frames_from_files
+    from phonion.mlip.evaluate import frames_from_files
 
     path = write(tmp_path / "partial.extxyz", emt_frames(300, 4, 0), drop_forces=(1,))
     with pytest.raises(ValueError, match="partial.extxyz: 1 of 4 frames lack energy or forces"):

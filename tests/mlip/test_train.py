@@ -36,7 +36,7 @@ def emt_files(tmp_path_factory):
 
 
 def cli(*argv) -> tuple[int, str]:
-    from mlip.mlip_cli import main
+    from phonion.cli.mlip import main
 
     buf = io.StringIO()
     with redirect_stdout(buf):
@@ -99,7 +99,7 @@ def test_resume_continues_like_an_uninterrupted_run(emt_files, tmp_path):
     """2 epochs, then the same run to 4 epochs from last.ckpt == 4 epochs in one go (bitwise on CPU)."""
     import torch
 
-    from mlip.train import load_config, run
+    from phonion.mlip.train import load_config, run
 
     def cfg(out, epochs):
         return load_config(None, TINY + [f"output={out}", f"data.files={json.dumps(emt_files[:1])}",
@@ -122,7 +122,7 @@ def test_resume_continues_like_an_uninterrupted_run(emt_files, tmp_path):
 
 
 def test_config_overrides_and_errors():
-    from mlip.train import load_config
+    from phonion.mlip.train import load_config
 
     cfg = load_config(ROOT / "configs" / "train.yaml", ["model.num_channels=32", "trainer.max_epochs=5",
                                                         "data.fractions=[0.7,0.2,0.1]"])
@@ -143,7 +143,7 @@ def test_config_overrides_and_errors():
 def test_sigkill_then_rerun_resumes(emt_files, tmp_path):
     """A real kill -9 of `phonion train` mid-run; the same command then resumes from last.ckpt."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mlip.mlip_cli", "train", *TINY, f"output={out}",
+    cmd = [sys.executable, "-m", "phonion.cli.mlip", "train", *TINY, f"output={out}",
            f"data.files={json.dumps(emt_files)}", "trainer.max_epochs=6", "wandb.mode=offline"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,7 +175,7 @@ def test_sigkill_then_rerun_resumes(emt_files, tmp_path):
 def test_ddp_on_two_cpu_processes(emt_files, tmp_path):
     """Lightning DDP (gloo, 2 CPU processes): each rank sees half the batches; one report, one model."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "mlip.mlip_cli", "train", *TINY, f"output={out}", f"data.files={json.dumps(emt_files)}",
+    cmd = [sys.executable, "-m", "phonion.cli.mlip", "train", *TINY, f"output={out}", f"data.files={json.dumps(emt_files)}",
            "trainer.max_epochs=2", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
            "trainer.drop_last=false", "wandb.mode=disabled", "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -195,7 +195,7 @@ def test_fine_tuning_beats_scratch_on_small_data(emt_files, tmp_path):
 
     Same small data, model and epochs: starting from the foundation gives lower test errors.
     """
-    from mlip.train import load_config, run
+    from phonion.mlip.train import load_config, run
 
     small = write(tmp_path / "small_700K.extxyz", emt_frames(700, 16, 30, al_every=2))
     base = TINY + ["wandb.mode=disabled", "export.parity_plots=false"]
@@ -220,7 +220,7 @@ def test_fine_tuning_beats_scratch_on_small_data(emt_files, tmp_path):
 
 @pytest.mark.slow
 def test_lammps_export_through_mace(trained):
-    from mlip.train import export_lammps
+    from phonion.mlip.train import export_lammps
 
     out, _ = trained
     result = export_lammps(out / "model.model")

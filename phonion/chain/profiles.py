@@ -1,0 +1,199 @@
+"""Profiles of the whole chain (``phonion demo``, ``phonion.chain.chain.run_chain``): tiny, quick, full.
+
+A profile is a nested mapping with one section per stage; every value has its unit in its name.
+
+=========  =====================================================================================
+profile    what it is for
+=========  =====================================================================================
+``tiny``   the default test suite: the fewest steps that still exercise every stage
+           (a few minutes on one core); no number means anything
+``quick``  the README's first command on a laptop: ~15 min on 2 CPU cores. Reference MD
+           0.4 ps per temperature, a committee of 3 MACE models, at least one active-learning
+           round and the gate, MLIP MD 2 ps per run: the chain works end to end, the transport
+           numbers are *not* converged (the report says which)
+``full``   a GPU: 2×1×1 supercell, a configs/train.yaml-sized MACE in float32 on CUDA,
+           ~10 ps of reference MD per temperature, 200 ps MLIP runs at 6 temperatures × 2 seeds
+=========  =====================================================================================
+
+Sections
+--------
+``reference``  ``phonion.mlip.reference.ReferenceConfig`` fields (surrogate-reference MD, one run per T)
+               plus ``workers``: temperatures run in that many processes (1 torch thread each)
+``train``      a ``configs/train.yaml``-style nested mapping (``phonion.mlip.train``) for every committee
+               member; ``data.files`` and ``output`` are set by the chain
+``learn``      ``phonion.workflows.learn`` settings (``configs/learn.yaml``): committee size, fine-tuning,
+               exploration, harvest, the gate (``validate``) and the number of rounds
+``mlip_md``    ``phonion.md.driver.MDConfig`` fields shared by every MLIP run, plus ``temperatures_K``,
+               ``seeds``, ``fix`` (the fixed-anion classes, run at ``fix_temperature_K``, default
+               the highest temperature, with the first seed), ``workers`` and
+               ``allow_failed_gate`` (run even when the gate failed; MLIP numbers then untrusted)
+``compare``    reserved for settings passed to ``phonion.compare.run`` (none yet)
+``threads``    torch / OpenMP threads of the stages that run in this process (training, a
+               1-worker MD)
+
+How the quick profile spends its 15 minutes (measured on the 2-core development machine, nothing
+else running; ``scripts/results/demo_quick.json``): CHGNet reference MD costs ~0.4 s a step per
+core, so 4 temperatures × 260 steps take ~210 s and give 400 frames. A committee member of
+16 scalar channels reaches ~105 meV/Å held-out force error in 24–28 float32 epochs (batch 1, lr 0.02:
+~5 s an epoch on one core; batch 4 at lr 0.01, the old setting, needs ~3× the epochs; float32
+trains 1.4× faster than float64 with the same error); three members in three processes take ~200 s.
+An active-learning round (exploration 5 × 300 committee steps, ~50 CHGNet labels — the most
+uncertain frames, the frames before a collision in the previous gate's runs, and close-contact
+frames of every species pair —, 10 fine-tuning epochs, the gate's two 900-step runs) takes
+~250 s and is what makes the potential survive 1.1 × the top temperature (without the
+close-contact frames, Li–Li pairs met at 1.35–1.5 Å in the gate's runs; the reference never
+brings them closer than 2.15 Å). What is left goes to MLIP MD: committee MD costs ~50 ms a
+step (float64), so 6 runs × 950 steps in 2 processes take ~150 s. A second round, when the
+first does not pass the gate, adds ~250 s.
+
+Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``.
+Why these numbers (timings measured on the 2-core development machine) is in the README and
+the chain's report; the settings themselves live here only.
+"""
+
+from __future__ import annotations
+
+import copy
+
+#: the small MACE of the tiny / quick profiles (like configs/train_tiny.yaml)
+_SMALL_MODEL = {"r_max": 4.5, "num_channels": 8, "max_L": 0, "max_ell": 1, "correlation": 2,
+                "num_interactions": 2, "num_radial_basis": 6, "radial_MLP": [16, 16],
+                "pair_repulsion": True}
+#: the quick profile's committee members: 16 scalar channels, ℓ ≤ 2 messages (measured: the best
+#: held-out force error per CPU second among the sizes tried; see scripts/results/demo_quick.json)
+_QUICK_MODEL = {**_SMALL_MODEL, "num_channels": 16, "max_ell": 2}
+#: the configs/train.yaml-sized MACE of the full profile
+#: MLIP-MD sanity settings shared by the profiles: committee spread every 10 steps, flagged above 0.5 eV/Å
+_MD_GUARDS = {"uncertainty_every": 10, "uncertainty_threshold_eV_A": 0.5, "uncertainty_action": "flag",
+              "allow_failed_gate": False}
+_FULL_MODEL = {"r_max": 5.0, "num_channels": 64, "max_L": 1, "max_ell": 3, "correlation": 3,
+               "num_interactions": 2, "num_radial_basis": 8, "radial_MLP": [64, 64, 64],
+               "pair_repulsion": True}
+
+PROFILES: dict[str, dict] = {
+    "tiny": {
+        "description": "tests: every stage with the fewest steps (minutes on one core); numbers meaningless",
+        "threads": 1,
+        "reference": {"temperatures_K": [1000.0, 1150.0, 1300.0], "steps": 24, "equilibration_steps": 8,
+                      "timestep_fs": 2.0, "sample_every": 2, "ensemble": "nvt-bussi",
+                      "thermostat_time_fs": 20.0, "supercell": [1, 1, 1], "workers": 1},
+        "train": {"seed": 123, "dtype": "float64",
+                  "data": {"fractions": [0.7, 0.15, 0.15], "gap_frames": 1},
+                  "model": _SMALL_MODEL,
+                  "trainer": {"max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "patience": 0,
+                              "progress_bar": False, "accelerator": "cpu"},
+                  "wandb": {"mode": "disabled"}},
+        "learn": {"committee": {"size": 3, "workers": 1}, "finetune": {"max_epochs": 1, "lr": 0.005},
+                  "explore": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1},
+                  "harvest": {"max_frames": 4},
+                  "validate": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1,
+                               "held_out_fraction": 0.15},
+                  "rounds": {"max_rounds": 1, "min_rounds": 1}},
+        "mlip_md": {"temperatures_K": [1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
+                    "fix_temperature_K": None, "steps": 150, "equilibration_steps": 20, "timestep_fs": 2.0,
+                    "sample_every": 5, "ensemble": "nvt-bussi", "thermostat_time_fs": 50.0,
+                    "supercell": [1, 1, 1], "workers": 1, **_MD_GUARDS, "allow_failed_gate": True},
+        "compare": {},
+    },
+    "quick": {
+        "description": "CPU, ~14 min on 2 cores: the whole chain; transport numbers not converged",
+        "threads": 1,
+        "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 200,
+                      "equilibration_steps": 60, "timestep_fs": 2.0, "sample_every": 2,
+                      "ensemble": "nvt-bussi", "thermostat_time_fs": 40.0, "supercell": [1, 1, 1],
+                      "workers": 2},
+        "train": {"seed": 123, "dtype": "float32",
+                  "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 3, "every": 2},
+                  "model": _QUICK_MODEL,
+                  "optim": {"lr": 0.02},
+                  "trainer": {"max_epochs": 28, "batch_size": 1, "val_batch_size": 16, "patience": 0,
+                              "progress_bar": False, "accelerator": "cpu"},
+                  "wandb": {"mode": "disabled"}},
+        "learn": {"committee": {"size": 3, "workers": 3}, "finetune": {"max_epochs": 10, "lr": 0.005},
+                  "explore": {"steps": 300, "equilibration_steps": 50, "sample_every": 5, "workers": 3},
+                  "harvest": {"max_frames": 32},
+                  "validate": {"steps": 800, "equilibration_steps": 100, "sample_every": 5, "workers": 2},
+                  "rounds": {"max_rounds": 2, "min_rounds": 1}},
+        "mlip_md": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
+                    "fix_temperature_K": None, "steps": 800, "equilibration_steps": 150,
+                    "timestep_fs": 2.0, "sample_every": 5, "ensemble": "nvt-bussi",
+                    "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2, **_MD_GUARDS},
+        "compare": {},
+    },
+    "full": {
+        "description": "GPU: 2×1×1 cell, production-sized MACE (float32, CUDA), 200 ps runs",
+        "threads": 4,
+        "reference": {"temperatures_K": [700.0, 800.0, 900.0, 1000.0, 1100.0], "steps": 5000,
+                      "equilibration_steps": 500, "timestep_fs": 2.0, "sample_every": 2,
+                      "ensemble": "nvt-bussi", "thermostat_time_fs": 100.0, "supercell": [2, 1, 1],
+                      "workers": 1},
+        "train": {"seed": 123, "dtype": "float32",
+                  "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 5, "every": 2, "n_blocks": 2},
+                  "model": _FULL_MODEL,
+                  "trainer": {"max_epochs": 150, "batch_size": 4, "val_batch_size": 8, "patience": 30,
+                              "progress_bar": True, "accelerator": "auto"},
+                  "export": {"dtype": "float32"},
+                  "wandb": {"mode": "offline"}},
+        "learn": {"committee": {"size": 4, "workers": 1}, "finetune": {"max_epochs": 40, "lr": 0.005},
+                  "explore": {"steps": 5000, "equilibration_steps": 500, "sample_every": 10, "workers": 1,
+                              "supercell": [2, 1, 1]},
+                  "harvest": {"max_frames": 100},
+                  "validate": {"steps": 10000, "equilibration_steps": 1000, "sample_every": 10, "workers": 1,
+                               "supercell": [2, 1, 1]},
+                  "rounds": {"max_rounds": 5, "min_rounds": 1}},
+        "mlip_md": {"temperatures_K": [600.0, 700.0, 800.0, 900.0, 1000.0, 1100.0], "seeds": [0, 1],
+                    "fix": ["O_e", "O_c"], "fix_temperature_K": None, "steps": 100000,
+                    "equilibration_steps": 5000, "timestep_fs": 2.0, "sample_every": 5,
+                    "ensemble": "nvt-bussi", "thermostat_time_fs": 100.0, "supercell": [2, 1, 1],
+                    "checkpoint_every": 10000, "workers": 4, **_MD_GUARDS},
+        "compare": {},
+    },
+}
+
+
+def resolve_profile(name: str, overrides: dict | None = None) -> dict:
+    """The settings of profile ``name`` with dotted-key ``overrides`` applied (a new mapping).
+
+    Parameters
+    ----------
+    name : ``tiny`` | ``quick`` | ``full``
+    overrides : ``{"section.key": value}`` or deeper (``"train.trainer.max_epochs"``). Keys of the
+        ``reference`` and ``mlip_md`` sections must exist in the profile; ``train`` keys are
+        checked by ``phonion.mlip.train`` when its config is built.
+
+    Raises
+    ------
+    ValueError : unknown profile or override key
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+    settings = copy.deepcopy(PROFILES[name])
+    for key, value in (overrides or {}).items():
+        parts = str(key).split(".")
+        if parts[0] not in settings:
+            raise ValueError(f"override {key!r}: no section {parts[0]!r}; sections: "
+                             f"{', '.join(k for k in settings if k != 'description')}")
+        node = settings
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                if parts[0] != "train" or part in node:
+                    raise ValueError(f"override {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
+                node[part] = {}
+            node = node[part]
+        if parts[0] in ("reference", "mlip_md") and parts[-1] not in node:
+            raise ValueError(f"override {key!r}: unknown key; {parts[0]} has {', '.join(sorted(node))}")
+        node[parts[-1]] = value
+    return settings
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``"mlip_md.steps=4000"`` → ``("mlip_md.steps", 4000)`` (the value is read as YAML)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r}: expected section.key=value, e.g. mlip_md.steps=4000")
+    return key.strip(), yaml.safe_load(value)
+
+
+__all__ = ["PROFILES", "parse_override", "resolve_profile"]

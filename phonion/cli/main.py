@@ -1,0 +1,197 @@
+"""The ``phonion`` command: one subcommand per stage, each a thin layer over library functions.
+
+Run ``phonion --help`` for the stages and ``phonion <stage> --help`` for examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a wandb key unless the user opts in
+
+DESCRIPTION = """\
+phonion: from a few ps of AIMD to a MACE potential, long MD, and the same analyses
+(diffusion, VDOS, phonons, MDMA, projected force constants) on DFT and MLIP trajectories.
+
+Data flow:  AIMD files --inspect/convert--> H5MD --train--> MACE model --md--> H5MD
+            --diffusion/vdos/phonons/mdma/pfc--> numbers --compare--> report
+
+Every command that needs forces takes one calculator SPEC:
+  chgnet            pretrained CHGNet (offline; the default "surrogate reference")
+  emt               ASE EMT (metals; tests)
+  mace:PATH         a trained MACE model file, through mace's MACECalculator
+  module:function   any function returning an ASE calculator (e.g. your VASP setup)
+"""
+
+EPILOG = """\
+examples:
+  phonion demo -o demo-out                       # short real job on the bundled LiGa(SeO3)2
+  phonion inspect XDATCAR.gz --timestep-fs 2 --json
+  phonion convert run1/XDATCAR run2/XDATCAR --timestep-fs 2 -o run.h5
+  phonion sites structure.cif --mobile Li --anion O --json
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _add_time_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timestep-fs", type=float, default=None,
+                   help="MD integrator timestep (VASP POTIM) in fs, for files that do not record it "
+                        "(XDATCAR). The frame interval is timestep × stride.")
+    p.add_argument("--file-stride", type=int, default=None, metavar="K",
+                   help="integrator steps between the file's saved frames, when the file does not say "
+                        "(e.g. an XDATCAR renumbered by pymatgen); VASP XDATCARs record it")
+    p.add_argument("--format", dest="fmt", default=None,
+                   choices=["xdatcar", "outcar", "vasprun", "extxyz", "traj", "h5md"],
+                   help="file format (default: from the file name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phonion", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_Formatter)
+    from phonion import __version__
+
+    parser.add_argument("--version", action="version", version=f"phonion {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="STAGE")
+
+    p = sub.add_parser("inspect", formatter_class=_Formatter,
+                       help="what a trajectory file holds (atoms, frames, species, energies, forces ...)",
+                       description="Read trajectory files (several = pieces of one run, joined in order) "
+                                   "and report what they hold.",
+                       epilog="example:\n  phonion inspect 700K/XDATCAR.gz --timestep-fs 2 --json\n"
+                              "  -> n_atoms 416, n_frames 100, species {Li:192, I:32, S:160, P:32}, "
+                              "stride 50, frame_interval_fs 100")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _add_time_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("convert", formatter_class=_Formatter,
+                       help="convert trajectory files to one H5MD file",
+                       description="Read one run (several files = restarts, in order) and write it as "
+                                   "H5MD: chunked, compressed, readable by any H5MD tool.",
+                       epilog="example:\n  phonion convert 1100K/XDATCAR.gz --timestep-fs 2 -o li6ps5i_1100K.h5")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5")
+    _add_time_options(p)
+    p.add_argument("--stride", type=int, default=1, metavar="N", help="keep every N-th frame")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.h5 if it exists")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("sites", formatter_class=_Formatter,
+                       help="classify anions as O_e / O_c / O_n from polyhedral connectivity",
+                       description="O_e: anion of a mobile-ion polyhedron shared with a framework polyhedron "
+                                   "that shares an edge with it; O_c: shared through a corner only; O_n: "
+                                   "framework anion bonded to no mobile ion. Framework cations are found "
+                                   "automatically unless given.",
+                       epilog="example:\n  phonion sites structure.cif --json   # LiGa(SeO3)2: 16 O_e, 16 O_c, 16 O_n")
+    p.add_argument("structure", nargs="?", default=None, metavar="STRUCTURE",
+                   help="any ASE-readable structure or trajectory (first frame); default: bundled LiGa(SeO3)2")
+    p.add_argument("--mobile", default="Li")
+    p.add_argument("--anion", default="O")
+    p.add_argument("--framework", nargs="+", default=None, metavar="EL",
+                   help="framework cations (default: automatic)")
+    p.add_argument("--bond-tolerance", type=float, default=0.25,
+                   help="bond if d <= d_min × (1 + tolerance), d_min the centre's shortest bond")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_sites)
+
+    from phonion.cli.md import add_md_parsers
+    from phonion.cli.transport import add_transport_parsers
+    from phonion.cli.mdma import add_mdma_parsers
+    from phonion.cli.mlip import add_mlip_parsers
+    from phonion.cli.phonons import add_phonon_parsers
+    from phonion.cli.compare import add_compare_parser
+    from phonion.chain.demo import add_demo_parser
+    from phonion.chain.series import add_series_parser
+    from phonion.cli.gate import add_gate_parsers
+
+    add_mlip_parsers(sub, _Formatter)
+    add_gate_parsers(sub, _Formatter)
+    add_md_parsers(sub, _Formatter)
+    add_transport_parsers(sub, _Formatter)
+    add_phonon_parsers(sub, _Formatter)
+    add_mdma_parsers(sub, _Formatter)
+    add_compare_parser(sub, _Formatter)
+    add_demo_parser(sub, _Formatter)
+    add_series_parser(sub, _Formatter)
+    return parser
+
+
+def _read(args):
+    from phonion.md.io import read_trajectory
+
+    return read_trajectory(args.files, fmt=args.fmt, timestep_fs=args.timestep_fs,
+                           stride=args.file_stride, every=getattr(args, "stride", 1))
+
+
+def _cmd_inspect(args) -> int:
+    summary = _read(args).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from pathlib import Path
+
+    from phonion.md.io.h5md import write_h5md
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out}: exists; pass --force to overwrite (nothing was written)")
+    traj = _read(args)
+    write_h5md(out, traj)
+    print(f"wrote {out}: {traj.n_frames} frames × {traj.n_atoms} atoms "
+          f"(frame interval {traj.frame_interval_fs} fs)", file=sys.stderr)
+    return 0
+
+
+def _cmd_sites(args) -> int:
+    from phonion.mdma.sites import classify_oxygens
+    from phonion.core.structures import load_structure
+
+    atoms = load_structure(args.structure or "LiGa_SeO3_2")
+    classes = classify_oxygens(atoms, mobile=args.mobile, anion=args.anion,
+                               framework=args.framework, tolerance=args.bond_tolerance)
+    result = classes.to_dict()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key in ("O_e", "O_c", "O_n"):
+            print(f"{key}: {len(result[key])} atoms: {result[key]}")
+        print(f"framework: {', '.join(result['framework'])}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    from phonion.md.trajectory import TrajectoryError
+    from phonion.core.calculators import CalculatorSpecError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"phonion: warning: {msg}\n"
+        try:
+            return int(args.func(args) or 0)
+        except (TrajectoryError, CalculatorSpecError, FileExistsError, FileNotFoundError,
+                ValueError, RuntimeError) as exc:  # RuntimeError: MD guards (phonion.md.guards.MDGuardError)
+            print(f"phonion {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

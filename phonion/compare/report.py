@@ -1,0 +1,253 @@
+"""The figures and the one self-contained ``report.html`` of ``phonion compare``.
+
+The report needs no network and no scripts: inline CSS, every figure embedded as a base64 PNG
+(``<img src="data:image/png;base64,...">``). It is meant for a reader who did not run the comparison:
+it opens with the MLIP gate verdict ("MLIP fit for MD: PASSED / FAILED" with the checks of ``phonion
+validate``, or "not validated") and, in a red box, the runs left out as invalid; then a header (what was
+compared: labels, files, set-point and measured temperatures, run lengths), a summary table (quantity,
+reference ± σ, MLIP ± σ, difference, converged?), why numbers are not converged (with the limits of
+:data:`phonion.compare.analyses.LIMITS`), one section per analysis (``<section data-section="...">``) with
+its figures and what they show, and the warnings.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+__all__ = ["make_figures", "write_report", "SECTIONS", "HEADLINE_KEYS"]
+
+#: section id → (title, what the figures show)
+SECTIONS = {
+    "parity": ("Force and energy parity",
+               "The MLIP model evaluated on the reference frames that carry forces: points on the diagonal mean "
+               "the model reproduces the reference; the force RMSE is the usual headline."),
+    "rdf": ("Radial distribution functions",
+            "Partial g(r) per element pair from the headline run of each side (same temperature). Matching peak "
+            "positions and heights mean the MLIP keeps the reference's local structure."),
+    "vdos": ("Vibrational density of states",
+             "VDOS from the mass-weighted velocity autocorrelation per species and O class (each ∫ = 3 n). Shifts "
+             "of the Li or O_e bands show where the MLIP softens or stiffens the lattice."),
+    "diffusion": ("Diffusion: MSD and Arrhenius",
+                  "Li tracer MSD per run, and the weighted Arrhenius fit of D* extrapolated to 300 K. Runs whose MSD "
+                  "stays below a few Å² have not diffused enough for a converged D."),
+    "phonons": ("Phonon DOS (Γ modes of the MD cell)",
+                "Harmonic modes of the MD cell from each side's force constants, weighted by the atoms of each "
+                "group and broadened by 0.2 THz. Imaginary modes (negative f) are counted in the table."),
+    "mdma": ("Mass-diffusivity modal analysis",
+             "Left: cumulative share of D_σ carried by modes up to a frequency (total, harmonic part, O_e-dominated "
+             "modes). Right: the running integral; a plateau means τmax is long enough."),
+    "pfc": ("Projected force constants",
+            "Migration-projected (mpFC) and bond-projected force constants of Li–O_e and Li–O_c and ΔpFC; the "
+            "bars carry the spread over bonds and directions."),
+    "fixed": ("Runs with O_e or O_c held fixed",
+              "Tracer D* with one O class frozen next to the unconstrained run at the same temperature: the class "
+              "whose freezing slows Li most couples most to its motion."),
+}
+
+HEADLINE_KEYS = ("parity_force_rmse_meV_A", "parity_energy_mae_meV_atom", "E_a_meV", "D_300K_cm2_s",
+                 "sigma_300K_mS_cm", "mdma_D_sigma_cm2_s", "mdma_anharmonic_share", "mdma_O_e_share",
+                 "mdma_O_c_share", "mdma_O_n_share", "mdma_O_e_mode_mean_frequency_THz", "mdma_sum_rule_residual",
+                 "pfc_Li_O_e_mpfc_eV_A2", "pfc_Li_O_c_mpfc_eV_A2", "delta_pfc_eV_A2",
+                 "phonon_lowest_optical_frequency_THz", "phonon_n_imaginary_modes")
+
+CSS = """body{font-family:sans-serif;max-width:1150px;margin:1.5em auto;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:.6em 0;font-size:.86em}td,th{border:1px solid #bbb;padding:.2em .5em;
+text-align:left}th{background:#eee}.no{color:#b00;font-weight:bold}.yes{color:#070}img{max-width:100%;
+border:1px solid #ddd;margin:.4em 0}.note{color:#555;font-size:.85em}.surrogate{background:#fff3cd;
+padding:.4em .7em;border-left:4px solid #e0a800}section{margin-top:1.6em}.gate{padding:.5em .8em;margin:.6em 0}
+.pass{background:#e6f4ea;border-left:6px solid #070}.fail{background:#fde8e8;border-left:6px solid #b00}
+.unvalidated{background:#fff3cd;border-left:6px solid #e0a800}.invalid{background:#fde8e8;border:2px solid #b00;
+padding:.4em .8em;margin:.6em 0}"""
+
+
+def make_figures(plots: dict, result: dict, fig_dir, mobile: str) -> dict:
+    """Draw every figure for which at least one side has data; returns {section: [paths]}."""
+    from phonion.compare import plots as cp
+
+    fig_dir = Path(fig_dir)
+    labels = {s: result[s]["label"] for s in ("reference", "mlip")}
+    get = lambda sec: {s: plots[s].get(sec) for s in plots}  # noqa: E731
+    figs: dict = {}
+    rdf = get("rdf")
+    if any(rdf.values()):
+        figs["rdf"] = [cp.plot_rdf(rdf, labels, fig_dir / "rdf.png")]
+    vd = get("vdos")
+    if any(v is not None for v in vd.values()):
+        names = [g for g in (mobile, "O_e", "O_c", "O_n", "total")
+                 if any(v is not None and g in v.spectra for v in vd.values())]
+        names += [g for v in vd.values() if v is not None for g in v.spectra if g not in names]
+        figs["vdos"] = [cp.plot_vdos(vd, list(dict.fromkeys(names)), labels, fig_dir / "vdos.png")]
+    diff = get("diffusion")
+    msd = {s: (d or {}).get("msd") for s, d in diff.items()}
+    if any(msd.values()):
+        figs["diffusion"] = [cp.plot_msd(msd, labels, mobile, fig_dir / "msd.png")]
+        arr = {s: (d or {}).get("arrhenius") for s, d in diff.items()}
+        if any(a is not None for a in arr.values()):
+            figs["diffusion"].append(cp.plot_arrhenius(arr, labels, fig_dir / "arrhenius.png"))
+    ph = get("phonons")
+    if any(ph.values()):
+        figs["phonons"] = [cp.plot_phonon_dos(ph, labels, fig_dir / "phonon_dos.png")]
+    md = get("mdma")
+    if any(m and m.get("cumulative") is not None for m in md.values()):
+        figs["mdma"] = [cp.plot_mdma(md, labels, fig_dir / "mdma.png")]
+    nums = {s: result[s]["numbers"] for s in ("reference", "mlip")}
+    if any(f"pfc_{mobile}_O_e_mpfc_eV_A2" in n for n in nums.values()):
+        figs["pfc"] = [cp.plot_pfc(nums, labels, mobile, fig_dir / "pfc.png")]
+    fixed = {s: (d or {}).get("fixed") for s, d in diff.items()}
+    if any(fixed.values()):
+        figs["fixed"] = [cp.plot_fixed(fixed, labels, fig_dir / "fixed.png")]
+    return figs
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(num) -> str:
+    if num is None or num.get("value") is None:
+        return "—"
+    v, u = num["value"], num.get("uncertainty")
+    unit = f" {num['unit']}" if num.get("unit") else ""
+    return f"{v:.4g}" + (f" ± {u:.2g}" if u is not None else "") + unit
+
+
+def _img(path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(Path(path).stem)}">'
+
+
+def _g(x, fmt="g", unit="") -> str:
+    return "—" if x is None else f"{format(x, fmt)}{unit}"
+
+
+def _temperature_cell(r: dict) -> str:
+    meas, setp = r.get("temperature_K_measured"), r.get("temperature_K_setpoint")
+    return (f"{_g(meas, '.4g', ' K')}<br><span class=note>{_e(r.get('temperature_measured_source', ''))}</span>"
+            f"</td><td>{_g(setp, unit=' K')}<br><span class=note>{_e(r['temperature_source'])}</span>")
+
+
+def _runs_table(side: dict) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(r['name'])}</td><td>{_temperature_cell(r)}</td><td>{_e(r['fix'])}</td><td>{r['n_frames']}</td>"
+        f"<td>{_g(r['duration_ps'], '.3g', ' ps')}</td><td>{_g(r['frame_interval_fs'], unit=' fs')}</td>"
+        f"<td>{'yes' if r['has_velocities'] else 'no'}</td><td>{'yes' if r['has_forces'] else 'no'}</td>"
+        f"<td class=note>{_e(', '.join(r['files']))}</td></tr>" for r in side["runs"])
+    return ("<table><tr><th>run</th><th>T measured (Arrhenius, Nernst–Einstein)</th><th>T set-point</th>"
+            "<th>fixed</th><th>frames</th><th>length</th><th>frame interval</th><th>velocities</th>"
+            f"<th>forces</th><th>files</th></tr>{rows}</table>")
+
+
+def _row(key, ref, mlip, diff) -> str:
+    conv = [n["converged"] for n in (ref, mlip) if n is not None and n.get("value") is not None]
+    ok = bool(conv) and all(conv)
+    return (f"<tr><td>{_e(key)}</td><td>{_e(_fmt(ref))}</td><td>{_e(_fmt(mlip))}</td><td>{_e(_fmt(diff))}</td>"
+            f"<td class={'yes' if ok else 'no'}>{'yes' if ok else 'no'}</td></tr>")
+
+
+def _num(x) -> str:
+    return f"{x:.4g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else ("—" if x is None else str(x))
+
+
+def _gate(result: dict) -> str:
+    """The MLIP verdict of ``phonion validate``: checks table and committee uncertainty, or "not validated"."""
+    v = result.get("mlip_validation")
+    if v is None:
+        return ("<div class='gate unvalidated'><h2>MLIP fit for MD: not validated</h2><p>No <code>--validation"
+                "</code> given: numbers from the MLIP are not trustworthy until <code>phonion validate</code> "
+                "passes.</p></div>")
+    ok = bool(v.get("passed"))
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(_num(c.get('value')))}</td><td>{_e(_num(c.get('limit')))}</td>"
+        f"<td class={'yes' if c.get('passed') else 'no'}>{'pass' if c.get('passed') else 'fail'}</td></tr>"
+        for k, c in (v.get("checks") or {}).items() if isinstance(c, dict))
+    p99 = v.get("uncertainty_p99_meV_A")
+    unc = ("no committee: no uncertainty estimate" if p99 is None
+           else f"committee force spread, 99th percentile: {_num(p99)} meV/Å")
+    by_t = v.get("force_rmse_by_temperature_meV_A") or {}
+    temps = ", ".join(f"{t} K: {_num(x)}" for t, x in by_t.items() if x is not None)
+    rmse = v.get("force_rmse_meV_A")
+    extra = "" if ok else "<p><b>Every MLIP number below is marked not converged (not trustworthy).</b></p>"
+    return (f"<div class='gate {'pass' if ok else 'fail'}'><h2>MLIP fit for MD: {'PASSED' if ok else 'FAILED'}</h2>"
+            f"{extra}<table><tr><th>check</th><th>value</th><th>limit</th><th>result</th></tr>{rows}</table>"
+            f"<p>Uncertainty: {_e(unc)}. Held-out force RMSE: {_e(_num(rmse))} meV/Å"
+            f"{_e(f' (by temperature: {temps} meV/Å)' if temps else '')}.</p></div>")
+
+
+def _invalid_box(result: dict) -> str:
+    bad = result.get("invalid_runs") or []
+    if not bad:
+        return ""
+    rows = "".join(f"<tr><td>{_e(r['side'])}</td><td>{_e(r['run'])}</td><td>{_e(r['status'])}</td>"
+                   f"<td>{_e(r.get('reason') or '—')}</td><td>{_e(_g(r.get('step')))}</td></tr>" for r in bad)
+    return (f"<div class=invalid><b>{len(bad)} invalid run(s), left out of every fit and analysis on both sides"
+            "</b><table><tr><th>side</th><th>run</th><th>status</th><th>reason</th><th>step</th></tr>"
+            f"{rows}</table></div>")
+
+
+def _why_not(result: dict) -> str:
+    from phonion.compare.checks import limit_lines
+
+    short: dict = {}
+    for s in ("reference", "mlip"):
+        for k, n in result[s]["numbers"].items():
+            if not n["converged"]:
+                short.setdefault(k, ([], n["note"]))[0].append(s)
+    limits = "".join(f"<li>{_e(x)}</li>" for x in limit_lines())
+    listed = (f"<p>{len(short)} quantities did not pass their checks (too short to be converged, too few "
+              "frames in a fit window, a running integral without a plateau, too noisy, physically impossible, "
+              "no value, or an MLIP that failed validation):</p><ul>"
+              + "".join(f"<li><b>{_e(k)}</b> ({_e(', '.join(s))}): {_e(note)}</li>" for k, (s, note) in short.items())
+              + "</ul>" if short else "<p>Every number passed its convergence checks (none is too short to be "
+              "converged).</p>")
+    return (f"<h2>Why not converged</h2>{listed}<p>Limits every number must also meet (otherwise it is never "
+            f"converged):</p><ul>{limits}</ul>")
+
+
+def _summary(result: dict, keys) -> str:
+    r, m, d = (result["reference"]["numbers"], result["mlip"]["numbers"], result["differences"])
+    head = ("<table><tr><th>quantity</th><th>reference ± σ</th><th>MLIP ± σ</th><th>difference (MLIP − ref)</th>"
+            "<th>converged / OK?</th></tr>")
+    return head + "".join(_row(k, r.get(k), m.get(k), d.get(k)) for k in keys) + "</table>"
+
+
+def write_report(result: dict, figures: dict, path) -> Path:
+    """Write the self-contained HTML report; returns its path."""
+    ref, mlip = result["reference"], result["mlip"]
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>phonion compare</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>phonion compare: {_e(ref['label'])} vs {_e(mlip['label'])}</h1>", _gate(result),
+             _invalid_box(result),
+             f"<p class=note>phonion {_e(result['phonion_version'])}; output of <code>phonion compare</code>. "
+             f"Velocities: {_e(result['velocities']['note'])}. Headline temperature: "
+             f"{_e(', '.join(f'{s} {t:g} K' for s, t in result['headline_temperature_K'].items() if t is not None))}."
+             "</p>"]
+    if any("surrogate reference" in s["label"] for s in (ref, mlip)):
+        parts.append("<p class=surrogate><b>Surrogate reference.</b> Numbers of a side labelled \"surrogate "
+                     "reference\" come from a reference calculator standing in for DFT (no DFT data were at hand). "
+                     "They are <b>not DFT</b>.</p>")
+    for name in ("reference", "mlip"):
+        s = result[name]
+        parts.append(f"<h2>{name}: {_e(s['label'])}</h2><p class=note>{_e(s['dir'])}; calculator for phonons: "
+                     f"{_e(s.get('calculator'))}; structure: {_e(s.get('structure', '—'))}</p>{_runs_table(s)}")
+    present = [k for k in HEADLINE_KEYS if k in ref["numbers"] or k in mlip["numbers"]]
+    parts.append("<h2>Summary</h2>" + _summary(result, present))
+    rest = sorted(set(ref["numbers"]) | set(mlip["numbers"]) - set(present))
+    parts.append(f"<details><summary>all {len(rest) + len(present)} numbers</summary>{_summary(result, rest)}"
+                 "</details>")
+    parts.append(_why_not(result))
+    for sec, (title, text) in SECTIONS.items():
+        if sec not in figures:
+            continue
+        imgs = "".join(_img(p) for p in figures[sec])
+        parts.append(f'<section data-section="{sec}"><h2>{_e(title)}</h2><p>{_e(text)}</p>{imgs}</section>')
+    missing = [SECTIONS[s][0] for s in SECTIONS if s not in figures]
+    if missing:
+        parts.append(f"<p class=note>Not shown (no data on either side): {_e(', '.join(missing))}.</p>")
+    parts.append("<h2>Warnings</h2>" + ("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in result["warnings"]) + "</ul>"
+                                        if result["warnings"] else "<p>None.</p>"))
+    parts.append("</body></html>\n")
+    path = Path(path)
+    path.write_text("".join(parts), encoding="utf-8")
+    return path

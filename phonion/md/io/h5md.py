@@ -1,0 +1,483 @@
+"""The H5MD 1.1 store for long runs: streamed writing, atomic conversion, lazy windowed reading.
+
+Layout written (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html; units as ``unit`` attributes)::
+
+    /h5md                          version=[1, 1]
+        author                     name
+        creator                    name="phonion", version
+    /particles/all
+        position/{step,time,value} value (F, N, 3) float64 "Angstrom", attr phonion_unwrapped=1
+        velocity/{step,time,value} value (F, N, 3) "Angstrom fs-1"      (NaN rows: frame lacks it)
+        force/{step,time,value}    value (F, N, 3) "eV Angstrom-1"
+        box                        dimension=3, boundary=["periodic"]*3 (fixed-length strings)
+            edges/{step,time,value} value (F, 3, 3) "Angstrom", cell vectors as rows
+        species                    (N,) int32 atomic numbers
+        mass                       (N,) float64 "amu"
+    /observables
+        potential_energy/{step,time,value} (F,) "eV"
+        stress/{step,time,value}   (F, 3, 3) "eV Angstrom-3" (ASE sign convention)
+        temperature/{step,time,value} (F,) "K"
+        force_uncertainty_max/{step,time,value} (F,) "eV Angstrom-1" (committee MD only: largest
+                                   per-atom force std over the members; read back as
+                                   Trajectory.force_uncertainty_max_eV_A)
+    /parameters/phonion            timestep_fs, stride, symbols, metadata (JSON)
+
+``step`` (int64, integrator step) and ``time`` (float64, "fs") exist once, in ``position``;
+every other element holds HDF5 hard links to those two datasets (H5MD allows sharing), so
+they can never disagree. ``time`` is written only when the timestep or the times are known.
+All time-dependent datasets are float64 (exact round trip), chunked along frames, resizable
+(maxshape (None, ...)), gzip + shuffle compressed, and grown together. String attributes
+are fixed-length ASCII; ``/parameters/phonion`` keeps what H5MD has no place for.
+
+Crash safety: ``H5MDWriter`` writes in HDF5 SWMR mode (HDF5 ≥ 1.10 file format) and
+flushes after every written block, so a killed run leaves a file readable up to its last
+flush (``H5MDReader`` opens files SWMR-read; other tools need ``h5clear -s FILE`` or
+``clear_consistency_flags(FILE)`` first). ``write_h5md`` (conversion) writes a plain
+HDF5 1.8-compatible file to ``FILE.part`` and renames it into place when complete.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+from ase.data import atomic_numbers
+
+from phonion.md.io import TruncatedFileWarning
+from phonion.md.io.h5md_read import CHUNK_CACHE_BYTES, OBSERVABLES, PARTICLE_FIELDS, H5MDReader, read_h5md
+from phonion.md.trajectory import Trajectory, TrajectoryError, masses_for
+
+#: element name -> (append keyword, per-frame shape (``None`` = (N, 3)), unit, fill value)
+FIELDS = {"position": ("positions", None, "Angstrom"), "velocity": ("velocities", None, "Angstrom fs-1"),
+          "force": ("forces", None, "eV Angstrom-1")}
+OBSERVABLE_SPECS = {"potential_energy": ("energies", (), "eV"), "stress": ("stress", (3, 3), "eV Angstrom-3"),
+                    "temperature": ("temperatures_K", (), "K"),
+                    "force_uncertainty_max": ("force_uncertainty_max_eV_A", (), "eV Angstrom-1")}
+#: largest chunk of one dataset, bytes (a chunk spans chunk_frames frames of all atoms)
+MAX_CHUNK_BYTES = 4 * 2**20
+
+
+def _fixed(text: str) -> np.bytes_:
+    return np.bytes_(text.encode("ascii", "replace"))
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+class H5MDWriter:
+    """Stream frames into an H5MD file, one frame or a block at a time.
+
+    Parameters
+    ----------
+    path : output file (created, or with ``append=True`` continued if it exists)
+    symbols : sequence of str, length N, element symbols
+    masses : ndarray, shape=(N,), amu, or None for standard masses
+    timestep_fs : MD integrator timestep, fs, or None (then no ``time`` is stored unless
+        ``store_time``)
+    stride : integrator steps between stored frames (the default step increment)
+    metadata : dict, stored as JSON in ``/parameters/phonion``
+    chunk_frames : frames per HDF5 chunk (reduced so one chunk stays ≤ 4 MiB)
+    compression : "gzip", "lzf" or None
+    fields : per-atom elements, from "position" (required), "velocity", "force"
+    observables : from "potential_energy", "stress", "temperature", "force_uncertainty_max"
+    append : continue an existing file written by this class (symbols must match)
+    pbc : periodic boundaries per cell vector (written as box ``boundary``)
+    store_time : write ``time`` datasets even without a timestep (times then given to append)
+    buffer_frames : frames collected in memory before they are written and the file flushed
+        (default: one chunk). Flushing re-compresses the partial chunk, ~10 ms for 400 atoms,
+        so flushing every MD step would dominate; 1 writes through on every ``append``.
+    flush_interval_s : also write when this long has passed since the last write, so a killed
+        run loses at most ``buffer_frames`` frames or this many seconds of frames.
+    swmr : write in HDF5 single-writer/multiple-reader mode (file format of HDF5 ≥ 1.10): the
+        file stays consistent if the writer is killed, and can be read while it is written.
+
+    Crash safety: each write grows all datasets together (step, time, then values, the last
+    a NaN-filled observable) and flushes; in SWMR mode HDF5 orders its metadata writes so a
+    killed run leaves a file readable up to its last flush (without SWMR a kill during a
+    flush can leave a chunk unreadable). The reader takes the shortest dataset and warns if
+    lengths differ; ``append=True`` clears the flags a killed SWMR writer leaves. Call
+    ``flush()`` before writing an MD checkpoint, then ``append=True`` + ``truncate(n)`` resumes.
+    """
+
+    def __init__(self, path, symbols, masses=None, *, timestep_fs=None, stride=1, metadata=None,
+                 chunk_frames=64, compression="gzip", fields=("position", "velocity", "force"),
+                 observables=("potential_energy", "stress", "temperature"), append=False,
+                 pbc=(True, True, True), store_time=None, buffer_frames=None, flush_interval_s=60.0, swmr=True):
+        self.path = Path(path)
+        self._buffer: list[list[np.ndarray]] = []
+        self._flush_interval_s = float(flush_interval_s)
+        self._last_write = time.monotonic()
+        self.symbols = tuple(str(s) for s in symbols)
+        self.masses = (masses_for(self.symbols, str(self.path)) if masses is None
+                       else np.asarray(masses, dtype=float))
+        if self.masses.shape != (len(self.symbols),):
+            raise TrajectoryError(f"{self.path}: {self.masses.shape[0]} masses for {len(self.symbols)} atoms")
+        self.timestep_fs = None if timestep_fs is None else float(timestep_fs)
+        self.stride = int(stride)
+        if append and self.path.exists():
+            version = clear_consistency_flags(self.path)  # flags left by a killed SWMR writer
+            swmr = swmr and version >= 3
+            try:
+                self._file = h5py.File(self.path, "r+", rdcc_nbytes=CHUNK_CACHE_BYTES,
+                                       **({"libver": ("v110", "v110")} if swmr else {}))
+            except OSError as exc:
+                raise TrajectoryError(f"{self.path}: cannot open for appending ({exc})") from None
+            try:
+                self._open_existing(timestep_fs)
+                chunks = self._file["particles/all/position/value"].chunks
+                self._buffer_frames = chunks[0] if buffer_frames is None else max(1, int(buffer_frames))
+                if swmr:
+                    self._file.swmr_mode = True
+            except BaseException:
+                self._file.close()
+                raise
+            return
+        unknown = (set(fields) - set(FIELDS)) | (set(observables) - set(OBSERVABLE_SPECS))
+        if unknown or "position" not in fields:
+            raise TrajectoryError(f"{self.path}: fields must include 'position' and come from "
+                                  f"{list(FIELDS)} / {list(OBSERVABLE_SPECS)}; got unknown {sorted(unknown)}")
+        frames = max(1, min(int(chunk_frames), MAX_CHUNK_BYTES // (24 * max(len(self.symbols), 1))))
+        self._buffer_frames = frames if buffer_frames is None else max(1, int(buffer_frames))
+        self._file = h5py.File(self.path, "w", rdcc_nbytes=CHUNK_CACHE_BYTES,
+                               **({"libver": ("v110", "v110")} if swmr else {}))
+        try:
+            self._create(metadata or {}, frames, compression, fields, observables, pbc,
+                         self.timestep_fs is not None if store_time is None else bool(store_time))
+            if swmr:
+                self._file.swmr_mode = True
+        except BaseException:
+            self._file.close()
+            raise
+
+    # ---- layout ----------------------------------------------------------------------
+    def _create(self, metadata, frames, compression, fields, observables, pbc, store_time):
+        f, n = self._file, len(self.symbols)
+        h5md = f.create_group("h5md")
+        h5md.attrs["version"] = np.array([1, 1], dtype=np.int32)
+        try:
+            user = getpass.getuser()
+        except Exception:  # no login name in some containers
+            user = "unknown"
+        h5md.create_group("author").attrs["name"] = _fixed(user)
+        creator = h5md.create_group("creator")
+        from phonion import __version__
+
+        creator.attrs["name"], creator.attrs["version"] = _fixed("phonion"), _fixed(__version__)
+        g = f.create_group("particles/all")
+        box = g.create_group("box")
+        box.attrs["dimension"] = np.int32(3)
+        box.attrs["boundary"] = np.array([b"periodic" if p else b"none" for p in pbc], dtype="S8")
+        g.create_dataset("species", data=np.array([atomic_numbers.get(s, 0) for s in self.symbols],
+                                                  dtype=np.int32))
+        g.create_dataset("mass", data=self.masses).attrs["unit"] = _fixed("amu")
+        opts = {} if compression is None else {"compression": compression, "shuffle": True}
+        self._elements: dict[str, h5py.Group] = {}
+        shared = None
+
+        def element(parent, name, shape, unit, key):
+            nonlocal shared
+            eg = parent.create_group(name)
+            if shared is None:
+                step = eg.create_dataset("step", (0,), maxshape=(None,), dtype=np.int64,
+                                         chunks=(max(frames, 1024),))
+                shared = [step]
+                if store_time:
+                    t = eg.create_dataset("time", (0,), maxshape=(None,), dtype=np.float64,
+                                          chunks=(max(frames, 1024),), fillvalue=np.nan)
+                    t.attrs["unit"] = _fixed("fs")
+                    shared.append(t)
+            else:  # hard links: one step/time series for every element
+                eg["step"] = shared[0]
+                if len(shared) > 1:
+                    eg["time"] = shared[1]
+            v = eg.create_dataset("value", (0,) + shape, maxshape=(None,) + shape, dtype=np.float64,
+                                  chunks=(frames,) + shape, fillvalue=np.nan, **opts)
+            v.attrs["unit"] = _fixed(unit)
+            self._elements[key] = eg
+            return v
+
+        element(g, "position", (n, 3), "Angstrom", "positions").attrs["phonion_unwrapped"] = np.int8(1)
+        element(box, "edges", (3, 3), "Angstrom", "cells")
+        for name in fields:
+            if name != "position":
+                key, _, unit = FIELDS[name]
+                element(g, name, (n, 3), unit, key)
+        obs = f.create_group("observables")
+        for name in observables:
+            key, shape, unit = OBSERVABLE_SPECS[name]
+            element(obs, name, shape, unit, key)
+        p = f.create_group("parameters/phonion")
+        p.attrs["timestep_fs"] = np.nan if self.timestep_fs is None else self.timestep_fs
+        p.attrs["stride"] = np.int64(self.stride)
+        p.attrs["symbols"] = np.array([s.encode() for s in self.symbols] or [b""])[:len(self.symbols)]
+        p.attrs["metadata"] = json.dumps(metadata, default=_jsonable)
+        f.flush()
+        self._n, self._next_step = 0, 0
+
+    def _open_existing(self, timestep_fs):
+        f, src = self._file, str(self.path)
+        if "parameters/phonion" not in f or "particles/all/position/value" not in f:
+            raise TrajectoryError(f"{src}: not written by phonion's H5MDWriter; cannot append to it")
+        p = f["parameters/phonion"].attrs
+        have = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in p["symbols"])
+        if have != self.symbols:
+            raise TrajectoryError(f"{src}: cannot append: the file holds {len(have)} atoms "
+                                  f"{_counts(have)}, the new frames {len(self.symbols)} atoms {_counts(self.symbols)}")
+        ts = float(p["timestep_fs"])
+        if timestep_fs is not None and np.isfinite(ts) and abs(ts - float(timestep_fs)) > 1e-12:
+            raise TrajectoryError(f"{src}: cannot append: file timestep {ts} fs, given {timestep_fs} fs")
+        self.timestep_fs = ts if np.isfinite(ts) else self.timestep_fs
+        self.stride = int(p["stride"])
+        self.masses = f["particles/all/mass"][()]
+        self._elements = {}
+        for key, (name, _) in PARTICLE_FIELDS.items():
+            if f"particles/all/{name}/value" in f:
+                self._elements[key] = f[f"particles/all/{name}"]
+        self._elements["cells"] = f["particles/all/box/edges"]
+        for key, (name, _) in OBSERVABLES.items():
+            if f"observables/{name}/value" in f:
+                self._elements[key] = f[f"observables/{name}"]
+        lengths = [ds.shape[0] for ds in self._datasets()]
+        n = min(lengths)
+        if len(set(lengths)) > 1:
+            warnings.warn(TruncatedFileWarning(f"{src}: datasets differ in length (interrupted write); "
+                                               f"cutting all to {n} frames before appending"), stacklevel=3)
+        self._n = max(lengths)
+        self.truncate(n)
+
+    def _datasets(self) -> list[h5py.Dataset]:
+        """Every time-dependent dataset (shared step/time once), in write order: step, time, values."""
+        first = self._elements["positions"]
+        out = [first["step"]] + ([first["time"]] if "time" in first else [])
+        return out + [g["value"] for g in self._elements.values()]
+
+    # ---- writing ---------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        """Frames appended so far (on disk plus buffered)."""
+        return self._n + sum(len(block[0]) for block in self._buffer)
+
+    def has(self, key: str) -> bool:
+        """Whether the file has an element for the ``append`` keyword ``key`` (e.g. "stress")."""
+        return key in self._elements
+
+    def append(self, positions, cells, *, velocities=None, forces=None, energies=None, stress=None,
+               temperatures_K=None, steps=None, times_fs=None, force_uncertainty_max_eV_A=None) -> None:
+        """Append one frame or a block of B frames.
+
+        Frames reach the disk (and the file is flushed) once ``buffer_frames`` are pending or
+        ``flush_interval_s`` has passed since the last write, and on ``flush``/``close``.
+
+        Parameters
+        ----------
+        positions : ndarray, shape=(B, N, 3) or (N, 3), unwrapped, Å
+        cells : ndarray, shape=(B, 3, 3), (3, 3) (same for all), or (3,) (orthorhombic), Å
+        velocities, forces : ndarray, shape=(B, N, 3), Å/fs and eV/Å, or None (NaN stored)
+        energies, temperatures_K : ndarray, shape=(B,), eV and K, or None
+        force_uncertainty_max_eV_A : ndarray, shape=(B,), eV/Å, or None
+        stress : ndarray, shape=(B, 3, 3), eV/Å³, or None
+        steps : ndarray, shape=(B,), int, integrator steps (default: continue by ``stride``)
+        times_fs : ndarray, shape=(B,), fs (default: ``steps * timestep_fs``)
+        """
+        src, n = str(self.path), len(self.symbols)
+        pos = np.asarray(positions, dtype=float)
+        pos = pos[None] if pos.ndim == 2 else pos
+        if pos.ndim != 3 or pos.shape[1:] != (n, 3):
+            raise TrajectoryError(f"{src}: positions must have shape (frames, {n}, 3), got {pos.shape}")
+        b = pos.shape[0]
+        cel = np.asarray(cells, dtype=float)
+        cel = np.diag(cel) if cel.shape == (3,) else cel
+        data = {"positions": pos, "cells": np.broadcast_to(cel, (b, 3, 3)).copy() if cel.ndim == 2 else cel}
+        given = {"velocities": velocities, "forces": forces, "energies": energies, "stress": stress,
+                 "temperatures_K": temperatures_K, "force_uncertainty_max_eV_A": force_uncertainty_max_eV_A}
+        for key, value in given.items():
+            if value is None:
+                continue
+            if key not in self._elements:
+                raise TrajectoryError(f"{src}: {key} given but the file has no element for them")
+            data[key] = np.asarray(value, dtype=float)
+        for key, arr in data.items():
+            want = (b,) + self._elements[key]["value"].shape[1:]
+            if arr.shape != want:
+                if arr.shape == want[1:] and b == 1:
+                    data[key] = arr[None]
+                else:
+                    raise TrajectoryError(f"{src}: {key} must have shape {want}, got {arr.shape}")
+        if steps is None:
+            st = self._next_step + self.stride * np.arange(b, dtype=np.int64)
+        else:
+            st = np.asarray(steps, dtype=np.int64).reshape(-1)
+            last = self._next_step - self.stride
+            if st.shape != (b,) or np.any(np.diff(st) <= 0) or (self.n_frames and st[0] <= last):
+                raise TrajectoryError(f"{src}: steps must be {b} increasing integers after step "
+                                      f"{last}, got {st.tolist()[:5]}")
+        first = self._elements["positions"]
+        series = [st]
+        if times_fs is not None and "time" not in first:
+            raise TrajectoryError(f"{src}: times_fs given but the file stores no time (no timestep_fs)")
+        if "time" in first:
+            if times_fs is not None:
+                series.append(np.asarray(times_fs, dtype=float).reshape(b))
+            else:
+                series.append(st * (np.nan if self.timestep_fs is None else self.timestep_fs))
+        nan = {key: np.full((b,) + g["value"].shape[1:], np.nan) for key, g in self._elements.items()
+               if key not in data}
+        entry = series + [data.get(key, nan.get(key)) for key in self._elements]
+        self._next_step = int(st[-1]) + self.stride
+        if (self.n_frames + b - self._n >= self._buffer_frames
+                or time.monotonic() - self._last_write >= self._flush_interval_s):
+            self._buffer.append(entry)
+            self.flush()
+        else:  # kept past this call: copy, the caller may reuse its arrays
+            self._buffer.append([np.array(a) for a in entry])
+
+    def _write_buffer(self) -> None:
+        """Grow every dataset by the buffered frames and write them, in the order of ``_datasets``."""
+        if not self._buffer:
+            return
+        columns = [col[0] if len(col) == 1 else np.concatenate(col) for col in zip(*self._buffer)]
+        n0, n1 = self._n, self._n + len(columns[0])
+        for ds, value in zip(self._datasets(), columns):
+            ds.resize(n1, axis=0)
+            ds[n0:n1] = value
+        self._n, self._buffer = n1, []
+
+    def flush(self) -> None:
+        """Write the buffered frames and flush the file to disk (a checkpoint may follow)."""
+        self._write_buffer()
+        self._file.flush()
+        self._last_write = time.monotonic()
+
+    def truncate(self, n_frames: int) -> None:
+        """Cut every time-dependent dataset back to its first ``n_frames`` frames (resume from a checkpoint)."""
+        self._write_buffer()
+        if not 0 <= n_frames <= self._n:
+            raise TrajectoryError(f"{self.path}: cannot truncate to {n_frames} frames; the file has {self._n}")
+        for ds in self._datasets():
+            if ds.shape[0] > n_frames:
+                ds.resize(n_frames, axis=0)
+        self._n = n_frames
+        steps = self._elements["positions"]["step"]
+        self._next_step = int(steps[n_frames - 1]) + self.stride if n_frames else 0
+        self.flush()
+
+    def close(self) -> None:
+        """Write what is buffered and close the file."""
+        if self._file.id.valid:
+            try:
+                self.flush()
+            finally:
+                self._file.close()
+
+    def __enter__(self) -> H5MDWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def _lookup3(data: bytes) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` (initval 0): HDF5's metadata checksum."""
+    m, n, i = 0xFFFFFFFF, len(data), 0
+    a = b = c = (0xDEADBEEF + n) & m
+    while n - i > 12:
+        w = [int.from_bytes(data[i + 4 * j:i + 4 * j + 4], "little") for j in range(3)]
+        a, b, c = (a + w[0]) & m, (b + w[1]) & m, (c + w[2]) & m
+        a = (a - c) & m; a ^= _rot(c, 4); c = (c + b) & m  # noqa: E702
+        b = (b - a) & m; b ^= _rot(a, 6); a = (a + c) & m  # noqa: E702
+        c = (c - b) & m; c ^= _rot(b, 8); b = (b + a) & m  # noqa: E702
+        a = (a - c) & m; a ^= _rot(c, 16); c = (c + b) & m  # noqa: E702
+        b = (b - a) & m; b ^= _rot(a, 19); a = (a + c) & m  # noqa: E702
+        c = (c - b) & m; c ^= _rot(b, 4); b = (b + a) & m  # noqa: E702
+        i += 12
+    if n == i:
+        return c
+    tail = data[i:] + bytes(12 - (n - i))
+    w = [int.from_bytes(tail[4 * j:4 * j + 4], "little") for j in range(3)]
+    a, b, c = (a + w[0]) & m, (b + w[1]) & m, (c + w[2]) & m
+    for x, y, k in (("c", "b", 14), ("a", "c", 11), ("b", "a", 25), ("c", "b", 16), ("a", "c", 4),
+                    ("b", "a", 14), ("c", "b", 24)):
+        v = {"a": a, "b": b, "c": c}
+        v[x] = ((v[x] ^ v[y]) - _rot(v[y], k)) & m
+        a, b, c = v["a"], v["b"], v["c"]
+    return c
+
+
+def clear_consistency_flags(path: Path) -> int:
+    """Reset the superblock's 'open for write' flags that a killed SWMR writer leaves (= ``h5clear -s``).
+
+    Only superblock versions 2 and 3 at offset 0 carry the flags; the stored checksum must
+    match before anything is rewritten, so an unexpected layout is left untouched.
+    Returns the superblock version (SWMR needs 3; -1: no superblock at offset 0).
+    """
+    with open(path, "r+b") as fh:
+        head = fh.read(48)
+        if head[:8] != b"\x89HDF\r\n\x1a\n":
+            return -1
+        if head[8] not in (2, 3) or head[11] == 0:
+            return head[8]
+        end = 12 + 4 * head[9]
+        if int.from_bytes(head[end:end + 4], "little") != _lookup3(head[:end]):
+            raise TrajectoryError(f"{path}: file consistency flags are set and the superblock is not "
+                                  "as expected; run `h5clear -s` on it before appending")
+        fixed = head[:11] + b"\x00" + head[12:end]
+        fh.seek(0)
+        fh.write(fixed + _lookup3(fixed).to_bytes(4, "little"))
+    return head[8]
+
+
+def _counts(symbols) -> dict:
+    out: dict = {}
+    for s in symbols:
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def write_h5md(path, traj: Trajectory, chunk_frames: int = 64, compression: str | None = "gzip",
+               block_frames: int = 256) -> Path:
+    """Write a whole Trajectory to a new H5MD file, atomically.
+
+    The data go to ``PATH.part`` in the same directory, which replaces ``path`` only when
+    complete; on any error the partial file is removed and the error re-raised, so ``path``
+    is either the old file (or absent) or the complete new one.
+    Elements are written only for the quantities the trajectory has.
+    """
+    path = Path(path)
+    part = path.with_name(path.name + ".part")
+    try:
+        fields = ["position"] + [n for n, (k, _, _) in FIELDS.items()
+                                 if n != "position" and getattr(traj, k) is not None]
+        obs = [n for n, (k, _, _) in OBSERVABLE_SPECS.items() if getattr(traj, k) is not None]
+        with H5MDWriter(part, traj.symbols, traj.masses, timestep_fs=traj.timestep_fs, stride=traj.stride,
+                        metadata=traj.metadata, chunk_frames=chunk_frames, compression=compression,
+                        fields=fields, observables=obs, pbc=traj.pbc,
+                        store_time=traj.times_fs is not None, swmr=False) as w:
+            for a in range(0, traj.n_frames, block_frames):
+                s = slice(a, a + block_frames)
+                opt = {k: None if getattr(traj, k) is None else getattr(traj, k)[s]
+                       for k in ("velocities", "forces", "energies", "stress", "temperatures_K",
+                                 "force_uncertainty_max_eV_A", "times_fs")}
+                w.append(traj.positions[s], traj.cells[s], steps=np.arange(traj.n_frames)[s] * traj.stride, **opt)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["H5MDWriter", "H5MDReader", "read_h5md", "write_h5md", "clear_consistency_flags"]

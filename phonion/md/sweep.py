@@ -1,0 +1,268 @@
+"""Sweeps of MD runs (temperatures × seeds × fixed-anion variants) through a real executor.
+
+Each run has its own directory ``OUT/T{T}_seed{s}_fix{f}/`` (``traj.h5``, ``run.json``,
+``checkpoint.npz``, ``run.log``) and is an independent :func:`phonion.md.driver.run_md` call, so
+any executor that maps a function over arguments will do:
+
+============  ===============================================================================
+executor      how
+============  ===============================================================================
+``local``     ``concurrent.futures.ProcessPoolExecutor`` (spawn context), ``workers``
+              processes with ``cores // workers`` torch / OpenMP threads each. One worker
+              runs the runs one after another in this process (progress bar visible).
+``dask``      ``dask.distributed``: the scheduler at ``scheduler_address``, or a
+              ``LocalCluster`` of ``workers`` single-threaded worker processes.
+``slurm``     ``dask_jobqueue.SLURMCluster(**slurm)`` scaled to ``workers`` jobs, e.g.
+              ``slurm={"cores": 8, "memory": "16GB", "walltime": "24:00:00",
+              "queue": "gpu", "job_extra_directives": ["--gres=gpu:1"]}``
+              (not tested here: no SLURM on this machine).
+============  ===============================================================================
+
+Runs are idempotent: a finished run is not re-run (its files are left untouched), and with
+``resume=True`` an interrupted one continues from its checkpoint. A run stopped by a guard
+(status ``invalid``, never re-run, reason in ``invalid_reason``) or by an error (``failed: ...``)
+is reported in the summary; the other runs go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from phonion.md.md_config import FIX_CHOICES, MDConfig, coerce, read_yaml
+
+EXECUTORS = ("local", "dask", "slurm")
+SUMMARY_NAME = "sweep_summary.json"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: every combination of ``temperatures_K`` × ``seeds`` × ``fix``.
+
+    Attributes
+    ----------
+    temperatures_K : tuple of float, K
+    seeds : tuple of int
+    fix : tuple of str, each ``none``, ``O_e`` or ``O_c``
+    output : str, sweep directory (one sub-directory per run)
+    run : MDConfig, the settings shared by all runs (its temperature_K, seed, fix and output
+        are replaced per run)
+    """
+
+    temperatures_K: tuple[float, ...] = (600.0,)
+    seeds: tuple[int, ...] = (0,)
+    fix: tuple[str, ...] = ("none",)
+    output: str = "md-sweep"
+    run: MDConfig = MDConfig()
+
+    def __post_init__(self):
+        for name in ("temperatures_K", "seeds", "fix"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not value:
+                raise ValueError(f"sweep settings: {name} must be a non-empty list, got {value!r}")
+            if len(set(value)) != len(value):
+                raise ValueError(f"sweep settings: {name} has repeated values {list(value)}")
+        bad = [f for f in self.fix if f not in FIX_CHOICES]
+        if bad:
+            raise ValueError(f"sweep settings: fix must be from {', '.join(FIX_CHOICES)}, got {bad}")
+        for name, values in (("temperatures_K", self.temperatures_K), ("seeds", self.seeds)):
+            for v in values:  # validates each value the way MDConfig does
+                dataclasses.replace(self.run, **{name[:-1] if name == "seeds" else "temperature_K": v})
+
+    def run_name(self, temperature_K: float, seed: int, fix: str) -> str:
+        """Directory name of one run: ``T{T:g}_seed{seed}_fix{fix}``."""
+        return f"T{temperature_K:g}_seed{seed}_fix{fix}"
+
+    def runs(self) -> list[MDConfig]:
+        """The MDConfig of every run, temperatures outermost, then seeds, then fix."""
+        return [dataclasses.replace(self.run, temperature_K=float(t), seed=int(s), fix=f,
+                                    output=str(Path(self.output) / self.run_name(t, s, f)))
+                for t in self.temperatures_K for s in self.seeds for f in self.fix]
+
+    def to_dict(self) -> dict:
+        """Flat dictionary: the sweep lists plus the shared MDConfig fields."""
+        shared = {k: v for k, v in self.run.to_dict().items()
+                  if k not in ("temperature_K", "seed", "fix", "output")}
+        return {"temperatures_K": list(self.temperatures_K), "seeds": list(self.seeds),
+                "fix": list(self.fix), "output": self.output, **shared}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepConfig:
+        """From one flat mapping: sweep lists (``temperatures_K``, ``seeds``, ``fix``; scalars
+        ``temperature_K`` / ``seed`` accepted) plus any MDConfig field."""
+        data = {k: v for k, v in data.items() if v is not None}
+        sweep = {}
+        for plural, singular in (("temperatures_K", "temperature_K"), ("seeds", "seed")):
+            if plural in data and singular in data:
+                raise ValueError(f"sweep settings: give {plural} or {singular}, not both")
+            value = data.pop(plural, data.pop(singular, None))
+            if value is not None:
+                sweep[plural] = value
+        if "fix" in data:
+            sweep["fix"] = data.pop("fix")
+        if "output" in data:
+            sweep["output"] = data.pop("output")
+        sweep = coerce(cls, sweep)
+        return cls(**sweep, run=MDConfig.from_dict(data))
+
+    @classmethod
+    def from_yaml(cls, path, **overrides) -> SweepConfig:
+        """Read a flat YAML mapping; ``overrides`` (not None) win over the file."""
+        return cls.from_dict({**read_yaml(path), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _limit_threads(threads: int) -> None:
+    """Cap OpenMP / MKL / torch threads in this process.
+
+    torch reads ``OMP_NUM_THREADS`` when it is imported; if it already is, it is told directly
+    (torch is not imported here: an EMT worker should not pay for it).
+    """
+    import sys
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Pool initialiser: thread cap, and exit if the parent dies (no orphan keeps writing)."""
+    import threading
+
+    _limit_threads(threads)
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_one(cfg_dict: dict, resume: bool, threads: int | None = None, progress: bool = False) -> dict:
+    """Run one MD run and return its summary row (never raises for a failed run).
+
+    Parameters
+    ----------
+    cfg_dict : MDConfig as a plain dict (pickles across any executor)
+    resume : continue an interrupted run from its checkpoint
+    threads : cap torch / OpenMP threads in the worker (None: leave as is)
+    progress : show the run's progress bar
+    """
+    from phonion.md.driver import MDGuardError, run_md
+
+    if threads:
+        _limit_threads(threads)
+    cfg = MDConfig.from_dict(cfg_dict)
+    row = {"run": Path(cfg.output).name, "path": str(Path(cfg.output) / "traj.h5"),
+           "temperature_K": cfg.temperature_K, "seed": cfg.seed, "fix": cfg.fix}
+    t0 = time.perf_counter()
+    none = {"steps": None, "frames": None, "mean_T_K": None, "invalid_reason": None, "invalid_step": None}
+    try:
+        res = run_md(cfg, resume=resume, progress=progress)
+    except MDGuardError as exc:  # the run left physical reality: recorded, never re-run
+        return {**row, **none, "status": "invalid", "wall_s": time.perf_counter() - t0,
+                "invalid_reason": str(exc), "invalid_step": exc.step}
+    except (ValueError, RuntimeError, OSError) as exc:
+        return {**row, **none, "status": f"failed: {type(exc).__name__}: {exc}",
+                "wall_s": time.perf_counter() - t0}
+    return {**row, **none, "status": res.status, "steps": res.steps_done, "frames": res.n_frames,
+            "wall_s": res.wall_s, "mean_T_K": res.mean_temperature_K}
+
+
+def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
+              scheduler_address: str | None = None, resume: bool = False,
+              slurm: dict | None = None, progress: bool = True) -> list[dict]:
+    """Run every run of a sweep through an executor; return one summary row per run.
+
+    Parameters
+    ----------
+    cfg : SweepConfig
+    executor : ``local`` | ``dask`` | ``slurm`` (see module docstring)
+    workers : processes (local), LocalCluster workers (dask) or SLURM jobs (slurm)
+    scheduler_address : a running dask scheduler, e.g. ``tcp://10.0.0.1:8786`` (dask only)
+    resume : continue interrupted runs from their checkpoints
+    slurm : keyword arguments of ``dask_jobqueue.SLURMCluster``
+    progress : progress bars (only when the runs execute in this process)
+
+    Returns
+    -------
+    list of dict: run, path, status ("complete", "already complete", "invalid", "failed: ..."),
+    steps, frames, wall_s (s), mean_T_K (K), temperature_K, seed, fix, invalid_reason and
+    invalid_step (integrator step) for an invalid run (None otherwise). Also written to
+    ``OUT/sweep_summary.json``; the sweep settings go to ``OUT/sweep.json``.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+    if scheduler_address and executor != "dask":
+        raise ValueError("--scheduler-address needs --executor dask")
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    jobs = [c.to_dict() for c in cfg.runs()]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if executor == "local":
+        rows = _run_local(jobs, resume, workers, threads, progress)
+    else:
+        rows = _run_dask(jobs, resume, workers, scheduler_address, executor, slurm or {}, threads)
+    (out / SUMMARY_NAME).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def _run_local(jobs, resume, workers, threads, progress) -> list[dict]:
+    if workers == 1:
+        return [run_one(job, resume, None, progress) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
+        futures = [pool.submit(run_one, job, resume) for job in jobs]
+        return [f.result() for f in futures]
+
+
+def _run_dask(jobs, resume, workers, address, executor, slurm, threads) -> list[dict]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ValueError("executor dask needs the dask and distributed packages "
+                         "(pip install dask distributed)") from exc
+    if executor == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError as exc:
+            raise ValueError("executor slurm needs dask-jobqueue (pip install dask-jobqueue)") from exc
+        cluster = SLURMCluster(**slurm)
+        cluster.scale(jobs=workers)
+        threads = int(slurm.get("cores", threads))
+    elif address:
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    try:
+        with Client(address if cluster is None else cluster) as client:
+            futures = [client.submit(run_one, job, resume, threads, pure=False) for job in jobs]
+            return client.gather(futures)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The summary rows as a plain-text table (long statuses cut; the rows hold them whole)."""
+    head = f"{'run':<28} {'status':<18} {'steps':>8} {'frames':>7} {'wall_s':>9} {'<T>/K':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        num = (lambda v, f: "-" if v is None else format(v, f))
+        status = r["status"] if len(r["status"]) <= 18 else r["status"][:15] + "..."
+        lines.append(f"{r['run']:<28} {status:<18} {num(r['steps'], 'd'):>8} {num(r['frames'], 'd'):>7} "
+                     f"{num(r['wall_s'], '.1f'):>9} {num(r['mean_T_K'], '.1f'):>8}")
+    return "\n".join(lines)
