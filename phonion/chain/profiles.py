@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import copy
 
+from phonion.core.config import parse_override  # noqa: F401  (re-exported: the one override syntax)
+
 #: the small MACE of the tiny / quick profiles (like configs/train_tiny.yaml)
 _SMALL_MODEL = {"r_max": 4.5, "num_channels": 8, "max_L": 0, "max_ell": 1, "correlation": 2,
                 "num_interactions": 2, "num_radial_basis": 6, "radial_MLP": [16, 16],
@@ -184,16 +186,6 @@ def resolve_profile(name: str, overrides: dict | None = None) -> dict:
             raise ValueError(f"override {key!r}: unknown key; {parts[0]} has {', '.join(sorted(node))}")
         node[parts[-1]] = value
     return settings
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``"mlip_md.steps=4000"`` → ``("mlip_md.steps", 4000)`` (the value is read as YAML)."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"override {text!r}: expected section.key=value, e.g. mlip_md.steps=4000")
-    return key.strip(), yaml.safe_load(value)
 
 
 __all__ = ["PROFILES", "parse_override", "resolve_profile"]

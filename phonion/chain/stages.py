@@ -19,12 +19,14 @@ stage          runs                                                 finished whe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from phonion.core.threads import threads as torch_threads  # re-exported (in __all__)
+from phonion.core.threads import worker_init
 
 
 @dataclass(frozen=True)
@@ -56,29 +58,6 @@ class StageContext:
         """Calculator SPEC of the committee (mean force drives the MD; the spread is the uncertainty)."""
         return "mace:" + ",".join(str(f) for f in self.committee_files) + (
             f"?device={self.device}" if self.device else "")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Cap torch / OpenMP threads of this process inside the block (restored afterwards)."""
-    if not n:
-        yield
-        return
-    import torch
-
-    old_env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    os.environ.update({v: str(n) for v in old_env})
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-        for var, value in old_env.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
 
 
 def _record(path: Path) -> dict:
@@ -152,11 +131,9 @@ def stage_reference(ctx: StageContext) -> dict | None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        from phonion.md.sweep import _worker_init
-
         with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
                                  mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(1, os.getpid())) as pool:
+                                 initializer=worker_init, initargs=(1, os.getpid())) as pool:
             futures = {pool.submit(_reference_one, cfg, k, ctx.device): k for k in pending}
             if ctx.progress:
                 print(f"phonion chain: reference: {len(pending)} temperatures in {min(workers, len(pending))} "

@@ -120,7 +120,7 @@ def cmd_learn(args) -> int:
 
     # ``--data`` takes every word after it: key=value words there are overrides, not files
     data = [d for d in args.data if not _is_override(d)]
-    overrides = [d for d in args.data if _is_override(d)] + list(args.overrides)
+    overrides = [d for d in args.data if _is_override(d)] + list(args.overrides) + list(getattr(args, "set_overrides", []))
     cfg = load_learn_config(args.config, overrides, output=args.output, data=data,
                             reference_calculator=args.reference_calculator)
     with stdout_to_stderr():

@@ -11,8 +11,6 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a wandb key unless the user opts in
-
 DESCRIPTION = """\
 phonion: from a few ps of AIMD to a MACE potential, long MD, and the same analyses
 (diffusion, VDOS, phonons, MDMA, projected force constants) on DFT and MLIP trajectories.
@@ -40,19 +38,10 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
-def _add_time_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timestep-fs", type=float, default=None,
-                   help="MD integrator timestep (VASP POTIM) in fs, for files that do not record it "
-                        "(XDATCAR). The frame interval is timestep × stride.")
-    p.add_argument("--file-stride", type=int, default=None, metavar="K",
-                   help="integrator steps between the file's saved frames, when the file does not say "
-                        "(e.g. an XDATCAR renumbered by pymatgen); VASP XDATCARs record it")
-    p.add_argument("--format", dest="fmt", default=None,
-                   choices=["xdatcar", "outcar", "vasprun", "extxyz", "traj", "h5md"],
-                   help="file format (default: from the file name)")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from phonion.cli.common import add_time_options
+    from phonion.cli.options import add_config_options
+
     parser = argparse.ArgumentParser(prog="phonion", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=_Formatter)
     from phonion import __version__
@@ -68,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  -> n_atoms 416, n_frames 100, species {Li:192, I:32, S:160, P:32}, "
                               "stride 50, frame_interval_fs 100")
     p.add_argument("files", nargs="+", metavar="FILE")
-    _add_time_options(p)
+    add_time_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_inspect)
 
@@ -79,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  phonion convert 1100K/XDATCAR.gz --timestep-fs 2 -o li6ps5i_1100K.h5")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5")
-    _add_time_options(p)
+    add_time_options(p)
     p.add_argument("--stride", type=int, default=1, metavar="N", help="keep every N-th frame")
     p.add_argument("--force", action="store_true", help="overwrite OUT.h5 if it exists")
     p.set_defaults(func=_cmd_convert)
@@ -121,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub, _Formatter)
     add_demo_parser(sub, _Formatter)
     add_series_parser(sub, _Formatter)
+    add_config_options(sub)
     return parser
 
 
@@ -173,24 +163,46 @@ def _cmd_sites(args) -> int:
     return 0
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """``phonion: warning: <message>`` for phonion's own UserWarnings; any other warning (third-party, or a
+    category other than UserWarning) also names its category and origin."""
+    path = os.path.abspath(str(filename))
+    ours = path.startswith(_PACKAGE_DIR + os.sep)
+    if ours and issubclass(category, UserWarning):
+        return f"phonion: warning: {message}\n"
+    return f"phonion: warning: {category.__name__} from {filename}:{lineno}: {message}\n"
+
+
 def main(argv=None) -> int:
+    from phonion.cli.options import parse_with_config
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_with_config(parser, argv)
+    except ValueError as exc:  # a bad --config / --set: one line, before any work
+        print(f"phonion: error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
     from phonion.md.trajectory import TrajectoryError
     from phonion.core.calculators import CalculatorSpecError
 
-    with warnings.catch_warnings():
+    original_formatwarning = warnings.formatwarning
+    with warnings.catch_warnings():  # restores filters and showwarning, not formatwarning: hence the finally
         warnings.simplefilter("default")
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"phonion: warning: {msg}\n"
+        warnings.formatwarning = _format_warning
         try:
             return int(args.func(args) or 0)
         except (TrajectoryError, CalculatorSpecError, FileExistsError, FileNotFoundError,
                 ValueError, RuntimeError) as exc:  # RuntimeError: MD guards (phonion.md.guards.MDGuardError)
             print(f"phonion {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        finally:
+            warnings.formatwarning = original_formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

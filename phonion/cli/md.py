@@ -29,7 +29,7 @@ finished runs are never re-run. nvt-nhc, nvt-bussi, nvt-langevin: NVT; nve: velo
 restarts are bit-exact for nve, nvt-langevin and nvt-bussi (nvt-nhc: chain variables restart)."""
 
 #: argparse destinations that are not run settings
-_NOT_SETTINGS = {"resume", "workers", "executor", "scheduler_address", "config", "no_progress", "func",
+_NOT_SETTINGS = {"set_overrides", "_generic_config", "resume", "workers", "executor", "scheduler_address", "config", "no_progress", "func",
                  "command", "model", "convert"}
 
 
@@ -111,10 +111,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def sweep_config_from_args(args):
     """SweepConfig from ``--config`` (if any) with the command-line options on top."""
+    from phonion.core.config import apply_overrides
     from phonion.md.md_config import read_yaml
     from phonion.md.sweep import SweepConfig
 
-    data = read_yaml(args.config) if args.config else {}
+    data = apply_overrides(read_yaml(args.config) if args.config else {}, getattr(args, "set_overrides", []))
     data.pop("slurm", None)
     for key in ("workers", "executor", "scheduler_address"):
         data.pop(key, None)
@@ -127,9 +128,10 @@ def sweep_config_from_args(args):
 
 
 def _executor_options(args) -> dict:
+    from phonion.core.config import apply_overrides
     from phonion.md.md_config import read_yaml
 
-    data = read_yaml(args.config) if args.config else {}
+    data = apply_overrides(read_yaml(args.config) if args.config else {}, getattr(args, "set_overrides", []))
     pick = (lambda key, default: getattr(args, key) if getattr(args, key, None) is not None
             else data.get(key, default))
     return {"executor": pick("executor", "local"), "workers": int(pick("workers", 1)),

@@ -1,30 +1,16 @@
-"""``phonion mdma`` and ``phonion pfc``: mass-diffusivity modal analysis of a trajectory, and projected force
-constants, as thin layers over :mod:`phonion.mdma.mdma`, :mod:`phonion.mdma.modes`, :mod:`phonion.mdma.sites` and :mod:`phonion.mdma.pfc`.
-
-``mdma`` flow: read the trajectory → load the phonons → Γ modes of the trajectory's own cell (atoms mapped by
-position on its first frame) → velocities from the file, or central differences, refused when the frames are
-too far apart for the fastest mode → O classes on the ideal sites → dominant class per mode → MDMA → files.
-``pfc`` flow: load the phonons → O classes on phonopy's supercell → migration directions (structure or hops
-in a trajectory) → bond- and migration-projected force constants.
-"""
+"""``phonion mdma`` (and the ``pfc`` parser from :mod:`phonion.cli.pfc`): argparse front ends over
+:func:`phonion.workflows.mdma.run_mdma` and :func:`phonion.workflows.pfc.run_pfc`."""
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
-import warnings
 from pathlib import Path
 
-import numpy as np
+from phonion.cli.common import add_time_options
+from phonion.workflows.mdma import BIN_ABOVE_MODES, DEFAULT_BIN_THZ, frequency_bins  # noqa: F401
 
-__all__ = ["add_mdma_parsers", "run_mdma_command", "temperature_for", "frequency_bins"]
-
-#: above this many modes the heat map is binned by frequency even without --bins-THz
-BIN_ABOVE_MODES = 1500
-#: default bin width (THz) when binning is automatic
-DEFAULT_BIN_THZ = 0.5
+__all__ = ["add_mdma_parsers", "run_mdma_command", "frequency_bins"]
 
 MDMA_EPILOG = """\
 examples:
@@ -41,17 +27,6 @@ cumulative.png, per_mode.png, heatmap.png.
 JSON keys: collective_diffusivity_cm2_s, mdma_total_cm2_s, sum_rule_relative_error, harmonic_fraction,
 anharmonic_fraction, class_fractions, oe_mean_frequency_THz, equal_time_anharmonic_fraction,
 modal_equipartition, top_modes, errors, temperature_K (+ temperature_source), notes, ..."""
-
-def _time_options(p) -> None:
-    p.add_argument("--timestep-fs", type=float, default=None,
-                   help="MD timestep in fs, for files that do not record it (XDATCAR); frame interval = "
-                        "timestep × file stride")
-    p.add_argument("--file-stride", type=int, default=None, metavar="K",
-                   help="integrator steps between the file's saved frames, when the file does not say")
-    p.add_argument("--format", dest="fmt", default=None,
-                   choices=["xdatcar", "outcar", "vasprun", "extxyz", "traj", "h5md"],
-                   help="trajectory format (none: from the file name)")
-
 
 def add_mdma_parsers(sub, formatter) -> None:
     """Add the ``mdma`` and ``pfc`` subcommands to an argparse subparsers object."""
@@ -78,7 +53,7 @@ def add_mdma_parsers(sub, formatter) -> None:
     p.add_argument("--convention", choices=["gordiz", "notebook"], default="gordiz",
                    help="gordiz: exact all-atom mass-weighted projection; notebook: the published notebook's "
                         "Li-only, unweighted, one-trapezoid variant (for comparison only)")
-    _time_options(p)
+    add_time_options(p)
     p.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th saved frame")
     p.add_argument("--velocities", choices=["auto", "positions"], default="auto",
                    help="auto: the file's velocities if it has them, else central differences; positions: "
@@ -102,252 +77,18 @@ def add_mdma_parsers(sub, formatter) -> None:
     add_pfc_parser(sub, formatter)
 
 
-# ---------------------------------------------------------------------------------------- helpers
-def _clean(value):
-    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+def run_mdma_command(files, phonons, output, *, plots: bool = True, site_unit=None, **options) -> dict:
+    """The ``mdma`` command as a function: runs :func:`phonion.workflows.mdma.run_mdma`, writes its files into
+    ``output`` and returns the JSON dict. ``options``: the other :class:`MDMAConfig` fields."""
+    from phonion.workflows.mdma import MDMAConfig, run_mdma
 
-
-def _source(files) -> str:
-    return ", ".join(str(f) for f in files)
-
-
-def temperature_for(traj, velocities_source: str | None, temperature_K: float | None = None) -> tuple[float, str]:
-    """(T in K, where it came from): the user's value, the file's mean temperature, or the kinetic one.
-
-    The kinetic temperature is Σ m v² / (3 N k_B), averaged over frames (3N degrees of freedom: Langevin
-    and Nosé–Hoover runs keep them all; a run that conserves total momentum has 3N − 3, 0.1 % less for 1000
-    atoms). Central-difference velocities damp fast modes, so that estimate is slightly low.
-    """
-    from ase import units
-
-    from phonion.mdma.mdma_core import AMU_A2_PER_FS2_TO_EV
-
-    if temperature_K is not None:
-        if not temperature_K > 0:
-            raise ValueError(f"--temperature-K must be > 0, got {temperature_K}")
-        return float(temperature_K), "user (--temperature-K)"
-    if traj.temperatures_K is not None and np.isfinite(traj.temperatures_K).any():
-        return float(np.nanmean(traj.temperatures_K)), "file (mean of the recorded temperatures)"
-    v = traj.velocities
-    ke = 0.5 * np.einsum("i,fia->f", traj.masses, v ** 2) * AMU_A2_PER_FS2_TO_EV  # eV per frame
-    t = float(np.mean(2.0 * ke / (3.0 * traj.n_atoms * units.kB)))
-    how = "central-difference " if velocities_source == "central-difference" else ""
-    return t, f"kinetic (mean of Σ m v² / (3 N k_B) over the {how}velocities, 3N degrees of freedom)"
-
-
-def frequency_bins(frequencies_THz, width_THz: float) -> np.ndarray:
-    """Bin edges k·W covering every mode (first edge ≤ f_min, last > f_max)."""
-    if not width_THz > 0:
-        raise ValueError(f"--bins-THz must be > 0, got {width_THz}")
-    f = np.asarray(frequencies_THz, float)
-    lo = math.floor(f.min() / width_THz) * width_THz
-    n = int(math.floor((f.max() - lo) / width_THz)) + 1
-    return lo + width_THz * np.arange(n + 1)
-
-
-def _streamed_labels(columns, classes, n_atoms: int, block: int = 512):
-    """Dominant O class per mode from streamed eigenvector columns (never a 3N × 3N matrix)."""
-    from phonion.mdma.modes import O_CLASSES
-
-    idx = {c: np.asarray(getattr(classes, c), int) for c in O_CLASSES}
-    M = columns.n_modes
-    weights = np.zeros((3, M))
-    pr = np.zeros(M)
-    for a in range(0, M, block):
-        b = min(M, a + block)
-        w = (columns(a, b).reshape(n_atoms, 3, b - a) ** 2).sum(axis=1)   # (N, block)
-        for k, c in enumerate(O_CLASSES):
-            weights[k, a:b] = w[idx[c]].sum(axis=0)
-        pr[a:b] = w.sum(axis=0) ** 2 / (n_atoms * (w ** 2).sum(axis=0))
-    dominant = np.array(O_CLASSES)[weights.argmax(axis=0)]
-    return np.where(weights.max(axis=0) > 0, dominant, ""), pr, weights
-
-
-def _write_modes_csv(path: Path, result, participation, class_weights) -> Path:
-    labels = result.mode_class_labels
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["mode", "frequency_THz", "dominant_class", "weight_O_e", "weight_O_c", "weight_O_n",
-                    "participation_ratio", "contribution_cm2_s", "diagonal_cm2_s", "modal_equipartition"])
-        for n, f in enumerate(result.frequencies_THz):
-            cw = ["" if class_weights is None else f"{class_weights[k][n]:.6g}" for k in range(3)]
-            w.writerow([n, f"{f:.6f}", "" if labels is None else labels[n], *cw,
-                        "" if participation is None else f"{participation[n]:.6g}",
-                        f"{result.contributions_cm2_s[n]:.8e}", f"{result.diagonal_cm2_s[n]:.8e}",
-                        f"{result.modal_equipartition[n]:.6g}"])
-    return path
-
-
-# ---------------------------------------------------------------------------------------- mdma
-def run_mdma_command(files, phonons, output, *, species="Li", anion="O", framework=None, tau_max_ps=None,
-                     n_blocks=4, convention="gordiz", timestep_fs=None, file_stride=None, fmt=None, every=1,
-                     velocities="auto", temperature_K=None, bins_THz=None, site_tolerance_A=0.5, n_top=5,
-                     plots=True, site_unit=None) -> dict:
-    """The ``mdma`` command as a function: writes the files into ``output`` and returns the JSON dict.
-
-    ``site_unit``: the structure the MD cell was built from (``Atoms.repeat``). When given and the atom
-    order checks out (``phonion.compare.modal.ideal_sites``), atoms are mapped onto the phonon cell by index, so
-    mobile ions far from their sites in the first frame do not matter; otherwise by position on frame 0.
-    """
-    from ase import Atoms
-
-    from phonion.md.io import read_trajectory
-    from phonion.md.trajectory import TrajectoryError
-    from phonion.md.velocities import central_difference_damping, with_velocities
-    from phonion.mdma.mdma import MAX_MATRIX_MODES, MDMAError, run_mdma
-    from phonion.mdma.mdma_core import ACOUSTIC_THRESHOLD_THZ
-    from phonion.mdma.mdma_report import save_mdma
-    from phonion.mdma.modes import mode_classes, modes_for_supercell, supercell_mode_columns
-    from phonion.mdma.phonon_io import load_phonons
-    from phonion.mdma.sites import classify_oxygens
-
-    files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
-    src = _source(files)
-    notes: list[str] = []
-    traj = read_trajectory(files, fmt=fmt, timestep_fs=timestep_fs, stride=file_stride, every=every)
-    if species not in traj.symbols:
-        raise TrajectoryError(f"{src}: no {species!r} atoms (species: {sorted(set(traj.symbols))}); "
-                              f"give the mobile species with --species")
-    phonon = load_phonons(phonons)
-
-    # Γ modes of the trajectory's own cell, atoms mapped by position on its first frame
-    atoms0 = traj.to_atoms(0)
-    if site_unit is not None:
-        from phonion.compare.modal import ideal_sites
-
-        ideal = ideal_sites(site_unit, atoms0, species)
-        if ideal is not None:
-            atoms0 = ideal
-            notes.append("modes: atoms mapped onto the phonon cell by index (MD cell built from the structure)")
-    n_dof = 3 * traj.n_atoms
-    streamed = n_dof > MAX_MATRIX_MODES
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            source = (supercell_mode_columns if streamed else modes_for_supercell)(phonon, atoms0,
-                                                                                   site_tolerance_A)
-    except ValueError as exc:
-        raise ValueError(f"{src}: the trajectory (first frame) does not match the phonons in {phonons}: "
-                         f"{exc}") from exc
-    for w in caught:
-        notes.append(f"modes: {w.message}")
-    freq = np.asarray(source.frequencies_THz)
-    f_max = float(freq.max())
-
-    # velocities (file or central differences), refused if the frames are too far apart
-    if velocities == "positions":
-        traj = traj.replace(velocities=None)
-    traj = with_velocities(traj, max_frequency_THz=f_max)
-    vsrc = traj.metadata.get("velocities_source") or "file"
-    dt = traj.frame_interval_fs
-    if vsrc == "central-difference":
-        notes.append(f"velocities from central differences of positions (first and last frame dropped); a mode "
-                     f"at f_max = {f_max:.2f} THz is damped by {float(central_difference_damping(f_max, dt)):.4f}")
-    temp, temp_source = temperature_for(traj, vsrc, temperature_K)
-    if temperature_K is None:
-        notes.append("modal_equipartition: its mean over modes is the kinetic temperature of these velocities over "
-                     "T, so with T taken from the same run it is ≈ 1 by construction; the check is the per-mode "
-                     "spread (std, min, max) and its frequency dependence (modes.csv)")
-
-    # O classes on the ideal sites, dominant class per mode
-    ideal = Atoms(source.symbols, positions=source.positions, cell=source.cell, pbc=True)
-    labels = participation = class_weights = None
-    site_info = None
-    try:
-        classes = classify_oxygens(ideal, mobile=species, anion=anion, framework=framework)
-        site_info = {"framework": list(classes.framework),
-                     **{f"n_{c}": len(getattr(classes, c)) for c in ("O_e", "O_c", "O_n", "other", "conflicts")}}
-        if streamed:
-            labels, participation, cw = _streamed_labels(source, classes, traj.n_atoms)
-            class_weights = list(cw)
-        else:
-            mc = mode_classes(source, classes)
-            labels, participation = mc.dominant, mc.participation_ratio
-            class_weights = [mc.class_weights[c] for c in ("O_e", "O_c", "O_n")]
-    except ValueError as exc:
-        notes.append(f"no O classes ({exc}); class_fractions and oe_mean_frequency_THz are null")
-        if not streamed:  # the participation ratio does not need classes
-            participation = mode_classes(source, {"O_e": [], "O_c": [], "O_n": []}).participation_ratio
-
-    # bins for the heat map
-    edges = None
-    if bins_THz is not None or n_dof > BIN_ABOVE_MODES:
-        width = DEFAULT_BIN_THZ if bins_THz is None else float(bins_THz)
-        edges = frequency_bins(freq, width)
-        if bins_THz is None:
-            notes.append(f"{n_dof} modes: heat map binned by frequency ({width} THz bins, exact block sums)")
-
-    evec = source if streamed else source.eigenvectors
-    try:
-        result = run_mdma(traj.velocities, traj.masses, list(traj.symbols), freq, evec, dt, temp,
-                          tau_max_ps=tau_max_ps, n_blocks=n_blocks, mode_class_labels=labels,
-                          convention=convention, mobile_species=species, bin_edges_THz=edges)
-    except MDMAError as exc:  # e.g. τmax longer than a block: say which run
-        raise MDMAError(f"{src}: {exc}") from exc
-    if convention == "notebook":
-        notes.append("notebook convention: Li-only unweighted projection, one trapezoid, acoustic modes dropped; "
-                     "mdma_total_cm2_s is not comparable with collective_diffusivity_cm2_s and the sum rule is "
-                     "not expected to hold (DESIGN.md)")
-    if result.tau_max_ps * 1000.0 > 0.5 * (result.n_frames // max(result.n_blocks, 1)) * dt:
-        notes.append("tau_max is more than half a block: block errors are unreliable")
-
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    npz, js = save_mdma(result, out / "mdma", n_top=n_top)
-    files_out = {"mdma_npz": npz, "mdma_json": js,
-                 "modes_csv": _write_modes_csv(out / "modes.csv", result, participation, class_weights)}
-    if plots:
-        from phonion.mdma.mdma_plots import plot_mdma_results
-
-        files_out.update(plot_mdma_results(result, out))
-    summary = result.to_dict(n_top)
-    zero = np.abs(freq) < ACOUSTIC_THRESHOLD_THZ
-    if zero.sum() > 3:
-        notes.append(f"{int(zero.sum())} zero-frequency modes (|f| < {ACOUSTIC_THRESHOLD_THZ} THz): atoms without "
-                     "restoring force constants (e.g. free ions) besides the 3 translations; their summed "
-                     "contribution is exact, but how it splits into harmonic / anharmonic among these degenerate "
-                     "modes depends on the arbitrary basis chosen inside them")
-    if summary["class_fractions"] is None:
-        summary["class_fractions"] = {"O_e": None, "O_c": None, "O_n": None}
-    errors = {k[:-4]: v for k, v in summary.items() if k.endswith("_err")}
-    summary.update({
-        "errors": errors,
-        "temperature_source": temp_source,
-        "velocities_source": vsrc,
-        "trajectory": [str(f) for f in files],
-        "phonons": str(phonons),
-        "n_atoms": traj.n_atoms,
-        "n_modes": int(len(freq)),
-        "mobile_species": species,
-        "frequency_range_THz": [float(freq.min()), f_max],
-        "n_imaginary_modes": int((freq < -0.05).sum()),
-        "zero_frequency_modes": {"n": int(zero.sum()), "threshold_THz": ACOUSTIC_THRESHOLD_THZ,
-                                 "contribution_fraction": float(result.contributions_cm2_s[zero].sum()
-                                                                / result.mdma_total_cm2_s)},
-        "mode_class_counts": None if labels is None else
-        {c: int((np.asarray(labels) == c).sum()) for c in ("O_e", "O_c", "O_n", "")},
-        "site_classes": site_info,
-        "binned_heatmap": edges is not None,
-        "notes": notes,
-        "files": {k: str(v) for k, v in {**files_out, "result_json": out / "result.json"}.items()},
-    })
-    summary = _clean(summary)
-    (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    files = tuple(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
+    framework = options.pop("framework", None)
+    cfg = MDMAConfig(files=files, phonons=str(phonons), plots=plots,
+                     framework=None if framework is None else tuple(framework), **options)
+    run = run_mdma(cfg, site_unit=site_unit)
+    run.save(output, plots=plots)
+    return run.to_dict()
 
 
 def _cmd_mdma(args) -> int:

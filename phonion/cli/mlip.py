@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-
-os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a wandb key unless the user opts in
 
 
 def add_mlip_parsers(sub, formatter) -> None:
@@ -91,7 +88,7 @@ def add_train_parser(sub, formatter) -> None:
 def cmd_train(args) -> int:
     from phonion.mlip.train import load_config, run
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, list(args.overrides) + list(getattr(args, "set_overrides", [])))
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
         metrics = run(cfg)
     if not metrics:  # a non-zero DDP rank: rank 0 exports, evaluates and reports
@@ -127,14 +124,10 @@ def add_evaluate_parser(sub, formatter) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    import torch
-
+    from phonion.core.threads import threads
     from phonion.mlip.evaluate import evaluate_model, frames_from_files, plot_parity
 
-    before = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with threads(args.threads, env=False):
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
             frames = frames_from_files(args.files, fmt=args.fmt, timestep_fs=args.timestep_fs, every=args.every,
                                        skip_incomplete=args.skip_incomplete)
@@ -142,8 +135,6 @@ def cmd_evaluate(args) -> int:
             metrics["model"], metrics["files"] = str(args.model), [str(f) for f in args.files]
             if args.plots:
                 metrics["plots"] = [str(p) for p in plot_parity(pred, args.plots)]
-    finally:
-        torch.set_num_threads(before)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

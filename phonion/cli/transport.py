@@ -10,29 +10,17 @@ code; bad input raises ``TrajectoryError`` / ``ValueError`` naming the file (the
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from phonion.core.jsonutil import clean
+
 H5MD_SUFFIXES = (".h5", ".h5md", ".hdf5")
 
 
-def _clean(value):
-    """JSON-safe copy: numpy → Python, NaN/inf → None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
 def _emit(obj: dict, args, out_dir: Path | None = None, name: str | None = None) -> None:
-    obj = _clean(obj)
+    obj = clean(obj)
     text = json.dumps(obj, indent=2)
     if out_dir is not None and name:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +305,7 @@ def cmd_vdos(args) -> int:
         result, traj = spectrum(args.files)
         ref = spectrum(args.reference)[0] if args.reference else None
     for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=1)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # keeps the origin
     shown = list(result.spectra) if args.by == "species" else (
         [args.species, "O_e", "O_c", "O_n", "total"])
     out = {"frequencies_THz": result.frequencies_THz, "frame_interval_fs": result.dt_fs,

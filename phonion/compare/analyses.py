@@ -32,6 +32,8 @@ import warnings
 
 import numpy as np
 
+from phonion.md.rdf import RDF_MAX_A, half_width as _half_width, partial_rdf  # noqa: F401  (re-exported)
+
 __all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "vdos_numbers",
            "diffusion_numbers", "MIN_MSD_A2", "MIN_FIT_FRAMES", "LIMITS", "RELATIVE_UNCERTAINTY_LIMIT",
            "PARITY_FORCE_RMSE_LIMIT_MEV_A"]
@@ -40,7 +42,6 @@ __all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_number
 MIN_MSD_A2 = 5.0
 #: nor from a fit window shorter than this many frames
 MIN_FIT_FRAMES = 10
-RDF_MAX_A = 6.0
 #: a VDOS with more than this share of its weight in the top 10 % below the Nyquist frequency is aliased
 ALIAS_FRACTION = 0.02
 #: nor one from frames further apart than this (Nyquist 50 THz; phonion.md.velocities warns beyond it too)
@@ -94,67 +95,6 @@ def tkey(temperature_K: float) -> str:
 
 
 # ---- RDF ------------------------------------------------------------------------------------------------
-def _half_width(cell) -> float:
-    """Half the shortest perpendicular width of a cell (rows are lattice vectors), Å."""
-    cell = np.asarray(cell, float)
-    return float(0.5 * (abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]),
-                                                                   axis=1)).min())
-
-
-def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, chunk: int = 262144):
-    """Partial radial distribution functions (module docstring).
-
-    Parameters
-    ----------
-    positions : ndarray, shape=(F, N, 3), Å (any wrapping)
-    cells : ndarray, shape=(F, 3, 3), Å, rows are lattice vectors
-    symbols : N element symbols
-    r_max_A : float, ≤ half the shortest perpendicular cell width (checked)
-    bin_A : histogram bin width, Å
-    chunk : pairs handled at once (bounds memory)
-
-    Returns
-    -------
-    r_A : ndarray (B,) bin centres, Å;  g : dict "A-B" → ndarray (B,) (species in first-appearance order)
-    """
-    pos, cells = np.asarray(positions, float), np.asarray(cells, float)
-    species = list(dict.fromkeys(symbols))
-    sid = np.array([species.index(s) for s in symbols])
-    ns, nb = len(species), int(math.floor(r_max_A / bin_A))
-    if nb < 2:
-        raise ValueError(f"r_max {r_max_A} Å is too small for bins of {bin_A} Å")
-    edges = np.arange(nb + 1) * bin_A
-    counts = np.zeros((ns, ns, nb))
-    n = len(symbols)
-    na = np.bincount(sid, minlength=ns).astype(float)
-    pairs = np.outer(na, na)
-    pairs[np.diag_indices(ns)] = na * (na - 1) / 2
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    ii, jj = np.triu_indices(n, 1)
-    for f in range(len(pos)):
-        cell = cells[f]
-        if r_max_A > _half_width(cell) + 1e-9:
-            raise ValueError(f"r_max {r_max_A} Å exceeds half the cell width {_half_width(cell):.3f} Å")
-        frac = pos[f] @ np.linalg.inv(cell)
-        hist = np.zeros(ns * ns * nb)
-        for a in range(0, ii.size, chunk):
-            i, j = ii[a:a + chunk], jj[a:a + chunk]
-            d = frac[j] - frac[i]
-            d -= np.round(d)
-            r = np.linalg.norm(d @ cell, axis=1)
-            ok = r < edges[-1]
-            lo, hi = np.minimum(sid[i], sid[j])[ok], np.maximum(sid[i], sid[j])[ok]
-            b = np.minimum((r[ok] / bin_A).astype(int), nb - 1)
-            hist += np.bincount((lo * ns + hi) * nb + b, minlength=ns * ns * nb)
-        hist = hist.reshape(ns, ns, nb)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            counts += hist * abs(np.linalg.det(cell)) / (pairs[:, :, None] * shell[None, None, :])
-    counts /= len(pos)
-    r = 0.5 * (edges[1:] + edges[:-1])
-    g = {f"{species[a]}-{species[b]}": counts[a, b] for a in range(ns) for b in range(a, ns) if pairs[a, b] > 0}
-    return r, g
-
-
 def first_peak(r_A, g, pairs_per_A3: float, n_minority: int) -> float | None:
     """r (Å) of the first peak of g, or None.
 

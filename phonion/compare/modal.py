@@ -12,14 +12,14 @@
   Gaussian-broadened (``phonion.md.vdos.harmonic_vdos``, σ = 0.2 THz). Numbers: the lowest frequency above the
   3 acoustic modes (the 3 smallest |f|), the mobile-ion-weighted mean of the positive frequencies
   Σ w_n f_n / Σ w_n, and the count of imaginary modes (f < −0.05 THz, acoustic ones excluded).
-* MDMA: ``phonion.cli.mdma.run_mdma_command`` (exact Gordiz) per non-fixed run. O_e-mode mean frequency:
+* MDMA: :func:`phonion.workflows.mdma.run_mdma` (exact Gordiz) per non-fixed run. O_e-mode mean frequency:
   f̄_Oe = Σ_{n∈O_e} c_n f_n / Σ_{n∈O_e} c_n over the O_e-dominated modes (those whose O_e atoms carry the
   largest Σ_i |e_{i,n}|² of the three O classes, on the ideal sites), with c_n = Σ_n' (D_nn' + D_n'n)/2
   the symmetrised per-mode contribution to D_σ (c_n may be negative, so f̄_Oe is a weighted mean, not a
   mode frequency). An MDMA number counts as converged when the running integral is flat (over the last
   quarter of τmax it stays within 10 % of its final value) and its block error is small (D_σ: < 50 %;
   shares: σ < 0.15; O_e-mode mean frequency: σ < 1 THz).
-* pFC: ``phonion.cli.pfc.run_pfc_command`` on each side's force constants (directions: the first shell of
+* pFC: :func:`phonion.workflows.pfc.run_pfc` on each side's force constants (directions: the first shell of
   other mobile-ion sites).
 * Parity: the MLIP model (``--model``) on the reference frames with forces (``phonion.mlip.evaluate``).
 """
@@ -36,61 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from phonion.compare.analyses import combine, number, tkey
+from phonion.mdma.supercell import MD_SITE_TOLERANCE_A, ideal_sites, supercell_matrix  # noqa: F401
 
 __all__ = ["supercell_matrix", "ideal_sites", "side_phonons", "phonon_dos_numbers", "mdma_numbers", "pfc_numbers",
            "parity_numbers", "model_spec", "SITE_TOLERANCE_A"]
 
 #: largest distance (Å) of an MD atom (first frame) from its site when mapping onto the phonon cell
-SITE_TOLERANCE_A = 1.0
+SITE_TOLERANCE_A = MD_SITE_TOLERANCE_A
 KEY_FILE = "compare_phonons.json"
 DOS_SIGMA_THZ = 0.2
 FLAT_TOLERANCE = 0.1
-
-
-def supercell_matrix(unit, md_atoms) -> np.ndarray:
-    """phonopy's supercell matrix S that makes the MD cell from the unit cell (``md.cell = Sᵀ @ unit.cell``)."""
-    s_t = np.asarray(md_atoms.cell.array) @ np.linalg.inv(np.asarray(unit.cell.array))
-    s = np.rint(s_t.T).astype(int)
-    det = int(round(np.linalg.det(s)))
-    if not np.allclose(s_t.T, s, atol=1e-3) or det < 1 or det * len(unit) != len(md_atoms):
-        raise ValueError(f"the MD cell ({len(md_atoms)} atoms) is not a supercell of the structure "
-                         f"({len(unit)} atoms): MD cell @ inv(structure cell) = {np.round(s_t, 3).tolist()}")
-    return s
-
-
-def ideal_sites(unit, md_atoms, mobile: str, tolerance_A: float = SITE_TOLERANCE_A):
-    """The MD cell's lattice sites in the MD atom order, or None when that order cannot be vouched for.
-
-    MD made from ``unit`` (``Atoms.repeat``, as phonion's driver does) keeps the order of
-    ``ase.build.make_supercell(unit, S)``. When the symbols agree in that order and the non-mobile atoms of
-    ``md_atoms`` sit near their sites (minimum image, after removing a rigid framework drift: median ≤ tolerance_A,
-    max ≤ 2.5 tolerance_A), atoms
-    are mapped by index. Mobile
-    ions may then be anywhere: after equilibration at high T a Li is often > 1 Å from its site, which a
-    position-based mapping of the first frame would refuse.
-    """
-    from ase.build import make_supercell
-    from ase.geometry import find_mic
-
-    try:
-        ideal = make_supercell(unit, supercell_matrix(unit, md_atoms))
-    except ValueError:
-        return None
-    symbols = np.array(md_atoms.get_chemical_symbols())
-    if ideal.get_chemical_symbols() != symbols.tolist():
-        return None
-    ideal.set_cell(md_atoms.cell, scale_atoms=True)
-    frame = symbols != mobile
-    vec, _ = find_mic(md_atoms.positions - ideal.positions, md_atoms.cell, pbc=True)
-    shift = vec[frame].mean(axis=0) if frame.any() else np.zeros(3)  # the framework may drift as a whole
-    _, dist = find_mic(vec - shift, md_atoms.cell, pbc=True)
-    # A wrong order puts most atoms ≥ 2 Å away (distinct sites of one species are that far apart); thermal
-    # motion leaves the typical atom a few tenths of an Å from its site (O of SeO3 at 1300 K up to ~1.9 Å
-    # with a small MLIP), so judge the median against tolerance_A and allow 2.5x for the farthest atom.
-    if (not frame.any() or float(np.median(dist[frame])) > tolerance_A
-            or float(dist[frame].max()) > 2.5 * tolerance_A):
-        return None
-    return ideal
 
 
 def _key(spec: str, unit, smat, displacement_A: float) -> dict:
@@ -170,7 +125,7 @@ def _ideal_classes(modes, mobile, anion):
     return classify_oxygens(ideal, mobile=mobile, anion=anion)
 
 
-def phonon_dos_numbers(source, md_atoms, side: str, mobile: str, anion: str, caught: list):
+def phonon_dos_numbers(source, md_atoms, side: str, mobile: str, anion: str, caught: list, phonon=None):
     """Γ-mode phonon DOS of the MD cell (total, mobile ion, O classes) and its numbers (module docstring)."""
     from phonion.md.vdos import harmonic_vdos
     from phonion.mdma.modes import modes_for_supercell
@@ -178,7 +133,7 @@ def phonon_dos_numbers(source, md_atoms, side: str, mobile: str, anion: str, cau
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        modes = modes_for_supercell(load_phonons(source), md_atoms, SITE_TOLERANCE_A)
+        modes = modes_for_supercell(load_phonons(source) if phonon is None else phonon, md_atoms, SITE_TOLERANCE_A)
     caught.extend(f"{side} phonons: {x.message}" for x in w)
     f = np.asarray(modes.frequencies_THz, float)
     weights = modes.atom_weights()
@@ -244,28 +199,35 @@ def _too_noisy(name: str, value, err) -> str:
 
 
 def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, velocities: str,
-                 headline_K: float, tau_max_ps=None, timestep_fs=None, caught: list, unit=None):
-    """MDMA of every non-fixed run; headline numbers at ``headline_K`` (seeds averaged), per-T shares."""
-    from phonion.cli.mdma import run_mdma_command
-    from phonion.mdma.mdma_report import load_mdma, mdma_tables
+                 headline_K: float, tau_max_ps=None, timestep_fs=None, caught: list, unit=None, phonon=None):
+    """MDMA of every non-fixed run; headline numbers at ``headline_K`` (seeds averaged), per-T shares.
+
+    ``source``: where the phonons are (recorded in each result); ``phonon``: the same phonons already
+    loaded (read once per side). Each run's MDMA files are written into ``out_dir`` for the user; the
+    numbers come from the results in memory.
+    """
+    from phonion.mdma.mdma_report import mdma_tables
+    from phonion.workflows.mdma import MDMAConfig, run_mdma
 
     records = []
     for run in runs:
         out = Path(out_dir) / run.name.replace("/", "__")
         temp = None if run.temperature_source.startswith("kinetic") else run.fit_temperature_K  # measured
+        cfg = MDMAConfig(files=tuple(str(f) for f in run.files), phonons=str(source), species=mobile, anion=anion,
+                         tau_max_ps=tau_max_ps, timestep_fs=timestep_fs,
+                         velocities="positions" if velocities == "positions" else "auto",
+                         temperature_K=temp, site_tolerance_A=SITE_TOLERANCE_A, plots=False)
         try:
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
-                s = run_mdma_command(list(run.files), source, out, species=mobile, anion=anion,
-                                     tau_max_ps=tau_max_ps, timestep_fs=timestep_fs,
-                                     velocities="positions" if velocities == "positions" else "auto",
-                                     temperature_K=temp, site_tolerance_A=SITE_TOLERANCE_A, plots=False,
-                                     site_unit=unit)
+                result = run_mdma(cfg, site_unit=unit, phonon=phonon)
+                result.save(out, plots=False)
             caught.extend(f"{side} {run.name} MDMA: {x.message}" for x in w)
         except ValueError as exc:
             caught.append(f"{side} {run.name}: no MDMA: {exc}")
             continue
-        tables = mdma_tables(load_mdma(out / "mdma"))
+        s = result.to_dict()
+        tables = mdma_tables(result.result)
         records.append({"run": run, "s": s, "tables": tables, "flat": _flat(tables["running"]["total_cm2_s"])})
     numbers: dict = {}
     by_t: dict[float, list] = {}
@@ -314,11 +276,13 @@ def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, v
     return numbers, plot
 
 
-def pfc_numbers(source, out_dir, side: str, mobile: str, anion: str):
+def pfc_numbers(source, out_dir, side: str, mobile: str, anion: str, phonon=None):
     """Bond- and migration-projected force constants and ΔpFC from this side's force constants."""
-    from phonion.cli.pfc import run_pfc_command
+    from phonion.workflows.pfc import PFCConfig, run_pfc
 
-    r = run_pfc_command(source, mobile=mobile, anion=anion, output=out_dir)
+    result = run_pfc(PFCConfig(phonons=str(source), mobile=mobile, anion=anion), phonon=phonon)
+    result.save(out_dir)
+    r = result.to_dict()
     note = ("mean over all {m}–{c} bonds and migration directions ({d}); ± is the standard error of that "
             "spread (force constants carry no statistical noise)")
     out = {}

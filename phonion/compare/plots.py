@@ -1,4 +1,4 @@
-"""Figures of ``phonion compare``: reference and MLIP overlaid (matplotlib, Agg; PNG files only).
+"""Figures of ``phonion compare``: reference and MLIP overlaid (matplotlib, explicit Agg canvas; PNG files only).
 
 Each ``plot_*`` takes the plot data of both sides (``None`` for a side without it), the two side labels
 and an output path, writes one PNG and returns its path. Reference: solid, black; MLIP: dashed, red.
@@ -18,13 +18,14 @@ STYLE = {"reference": dict(color="k", ls="-", lw=1.2), "mlip": dict(color="C3", 
 SIDES = ("reference", "mlip")
 
 
-def _plt():
-    import matplotlib
+def _figure(**kwargs):
+    """A Figure on its own Agg canvas (the global matplotlib backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 NAMES = {"reference": "reference", "mlip": "MLIP"}
@@ -40,15 +41,14 @@ def _save(fig, path, tight: bool = True) -> Path:
     if tight:  # grids of panels are laid out by _grid (tight_layout costs seconds there)
         fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=90, pil_kwargs={"compress_level": 3})
-    _plt().close(fig)
     return path
 
 
 def _grid(n: int, ncols: int = 4, w: float = 3.2, h: float = 2.4):
-    plt = _plt()
     ncols = min(ncols, max(n, 1))
     nrows = int(math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows + 0.4), squeeze=False)
+    fig = _figure(figsize=(w * ncols, h * nrows + 0.4))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     fig.subplots_adjust(left=0.5 / (w * ncols), right=0.99, bottom=0.5 / (h * nrows + 0.4),
                         top=1 - 0.6 / (h * nrows + 0.4), wspace=0.35, hspace=0.6)
     for ax in axes.ravel()[n:]:
@@ -99,10 +99,12 @@ def plot_vdos(data: dict, groups: list, labels: dict, path) -> Path:
 
 def plot_msd(data: dict, labels: dict, mobile: str, path) -> Path:
     """Tracer MSD of the mobile ion per non-fixed run: one panel per side, one line per run."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    import matplotlib
+
+    fig = _figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2, sharey=True)
     temps = sorted({t for s in SIDES for (t, *_rest) in (data.get(s) or [])})
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for ax, s in zip(axes, SIDES):
         for t, name, t_ps, msd in data.get(s) or []:
             k = temps.index(t) / max(len(temps) - 1, 1)
@@ -116,8 +118,8 @@ def plot_msd(data: dict, labels: dict, mobile: str, path) -> Path:
 
 def plot_arrhenius(data: dict, labels: dict, path) -> Path:
     """D* vs 1000/T with error bars and each side's weighted Arrhenius line extrapolated to 300 K."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig = _figure(figsize=(6, 4.2))
+    ax = fig.subplots()
     for s in SIDES:
         fit = data.get(s)
         if fit is None:
@@ -157,8 +159,8 @@ def plot_phonon_dos(data: dict, labels: dict, path) -> Path:
 def plot_mdma(data: dict, labels: dict, path) -> Path:
     """Cumulative MDMA contributions vs mode frequency (total, harmonic, O_e modes) and the running
     integral Σ D(τ) of the headline run of each side."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for s in SIDES:
         d = data.get(s)
         if not d or d.get("cumulative") is None:
@@ -199,8 +201,8 @@ def _bars(ax, names, data, key_fn):
 
 def plot_pfc(data: dict, labels: dict, mobile: str, path) -> Path:
     """mpFC(O_e), mpFC(O_c), ΔpFC and the bond pFC of both sides. ``data[side]``: that side's numbers."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig = _figure(figsize=(7, 3.8))
+    ax = fig.subplots()
     keys = {f"mpFC {mobile}–O_e": f"pfc_{mobile}_O_e_mpfc_eV_A2",
             f"mpFC {mobile}–O_c": f"pfc_{mobile}_O_c_mpfc_eV_A2",
             "ΔpFC": "delta_pfc_eV_A2", f"bond {mobile}–O_e": f"pfc_{mobile}_O_e_bond_eV_A2",
@@ -216,9 +218,9 @@ def plot_pfc(data: dict, labels: dict, mobile: str, path) -> Path:
 def plot_fixed(data: dict, labels: dict, path) -> Path:
     """D* with O_e / O_c held fixed and unconstrained, per temperature and side (log scale).
     ``data[side]``: {T: {"none"|"O_e"|"O_c": number or None}}."""
-    plt = _plt()
     temps = sorted({t for s in SIDES for t in (data.get(s) or {})})
-    fig, axes = plt.subplots(1, len(temps), figsize=(4.2 * len(temps), 3.6), squeeze=False)
+    fig = _figure(figsize=(4.2 * len(temps), 3.6))
+    axes = fig.subplots(1, len(temps), squeeze=False)
     for ax, t in zip(axes[0], temps):
         _bars(ax, ["none", "O_e", "O_c"], data, lambda s, n: ((data.get(s) or {}).get(t) or {}).get(n))
         ax.set_yscale("log")

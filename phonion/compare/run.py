@@ -226,10 +226,14 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
             caught.append(f"{side}: no phonons, MDMA or pFC: no calculator or phonon file for this side (give "
                           f"--{side}-calculator SPEC or --{side}-phonons FILE; DFT data need DFT force constants)")
         return {"numbers": numbers, "plots": plots, "info": info}
+    from phonion.mdma.phonon_io import load_phonons
+
+    # read once from the side's phonon cache (the same numbers whether computed now or in an earlier run)
+    phonon = load_phonons(source)
     with clock.stage(f"{side}: phonon DOS"):
         try:
             n, plots["phonons"] = phonon_dos_numbers(source, md_atoms if sites is None else sites, side,
-                                                     cfg.mobile, cfg.anion, caught)
+                                                     cfg.mobile, cfg.anion, caught, phonon=phonon)
             numbers.update(n)
         except ValueError as exc:
             caught.append(f"{side}: no phonon DOS: {exc}")
@@ -237,11 +241,11 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         n, plots["mdma"] = mdma_numbers([r for r in runs if not r.fixed], source, out / "mdma" / side, side,
                                         mobile=cfg.mobile, anion=cfg.anion, velocities=policy, headline_K=head_t,
                                         tau_max_ps=cfg.tau_max_ps, timestep_fs=cfg.timestep_fs, caught=caught,
-                                        unit=unit)
+                                        unit=unit, phonon=phonon)
         numbers.update(n)
     with clock.stage(f"{side}: pFC"):
         try:
-            numbers.update(pfc_numbers(source, out / "pfc" / side, side, cfg.mobile, cfg.anion))
+            numbers.update(pfc_numbers(source, out / "pfc" / side, side, cfg.mobile, cfg.anion, phonon=phonon))
         except ValueError as exc:
             caught.append(f"{side}: no pFC: {exc}")
     return {"numbers": numbers, "plots": plots, "info": info}
@@ -329,7 +333,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     import phonion
     from phonion.compare.checks import load_validation
     from phonion.compare.report import make_figures, write_report
-    from phonion.cli.mdma import _clean
+    from phonion.core.jsonutil import clean as _clean
 
     t0 = time.perf_counter()
     validation = load_validation(cfg.validation)

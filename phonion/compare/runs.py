@@ -324,13 +324,13 @@ def load_run(run: Run, *, timestep_fs: float | None = None, velocities: str = "f
 
     ``velocities="positions"`` drops the file's velocities so that every analysis derives them by central
     differences (the like-for-like rule when the other side has none). A run without a temperature gets
-    its mean kinetic temperature (``phonion.cli.mdma.temperature_for``).
+    its mean kinetic temperature (:func:`phonion.md.velocities.temperature_for`).
     """
     import dataclasses
 
     from phonion.md.io import read_trajectory
     from phonion.md.velocities import with_velocities
-    from phonion.cli.mdma import temperature_for
+    from phonion.md.velocities import temperature_for
 
     traj = read_trajectory(list(run.files), timestep_fs=timestep_fs)
     if velocities == "positions" and traj.velocities is not None:

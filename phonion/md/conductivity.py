@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: elementary charge (C) and Boltzmann constant (J/K, eV/K), CODATA 2018 exact values
-E_CHARGE_C = 1.602176634e-19
-K_B_J_K = 1.380649e-23
-K_B_EV_K = K_B_J_K / E_CHARGE_C
+from phonion.core.units import E_CHARGE_C, K_B_EV_K, K_B_J_K  # re-exported (in __all__)
 
 
 def _check_temperature(temperature_K) -> np.ndarray:

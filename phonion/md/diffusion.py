@@ -52,10 +52,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sfft
 
-#: Å²/fs → cm²/s (1 Å² = 1e-16 cm², 1 fs = 1e-15 s)
-A2_FS_TO_CM2_S = 0.1
+from phonion.core.signal import autocorrelation
+from phonion.core.units import A2_FS_TO_CM2_S  # Å²/fs → cm²/s; re-exported (in __all__)
+
 DIMS = {"xyz": [0, 1, 2], "x": [0], "y": [1], "z": [2]}
 #: least number of independent windows (particles × F / lag) for a lag to enter the factor g
 MIN_G_SAMPLES = 30
@@ -70,13 +70,11 @@ def _msd_atom_sum(x: np.ndarray) -> np.ndarray:
     """Σ over atoms of the all-origins MSD, per direction: (F, n, 3) Å → (F, 3) Å²."""
     n_frames = x.shape[0]
     x = x - x.mean(axis=0)  # a constant shift leaves the MSD unchanged and cuts round-off
-    nfft = sfft.next_fast_len(2 * n_frames, real=True)
     m = np.arange(n_frames)
     out = np.empty((n_frames, 3))
     for d in range(3):
         xd = x[:, :, d]
-        spec = sfft.rfft(xd, nfft, axis=0, workers=-1)
-        ac = sfft.irfft(spec.real**2 + spec.imag**2, nfft, axis=0, workers=-1)[:n_frames].sum(axis=1)
+        ac = autocorrelation(xd, workers=-1).sum(axis=1)
         cs = np.concatenate([[0.0], np.cumsum((xd**2).sum(axis=1))])
         out[:, d] = (cs[n_frames - m] + cs[n_frames] - cs[m] - 2.0 * ac) / (n_frames - m)
     out[0] = 0.0
@@ -407,9 +405,7 @@ def fit_diffusivity(curve: MSDCurve, window, dims: str = "xyz", error_method: st
 def velocity_autocorrelation(v: np.ndarray) -> np.ndarray:
     """⟨v(t₀+t)·v(t₀)⟩ over all origins (unbiased, 1/(F−m)), summed over the last axis: (F, 3) → (F,)."""
     f = v.shape[0]
-    nfft = sfft.next_fast_len(2 * f, real=True)
-    spec = sfft.rfft(v, nfft, axis=0)
-    ac = sfft.irfft(spec.real**2 + spec.imag**2, nfft, axis=0)[:f].sum(axis=1)
+    ac = autocorrelation(v).sum(axis=1)
     return ac / (f - np.arange(f))
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from phonion.core.config import check_keys, read_yaml  # noqa: F401  (read_yaml re-exported)
+from phonion.core.config import coerce as _coerce
 from phonion.md.guards import normalise_pair_floors, parse_pair_floors
 
 ENSEMBLES = ("nvt-nhc", "nvt-bussi", "nvt-langevin", "nve")
@@ -193,10 +194,7 @@ class MDConfig:
     @classmethod
     def from_dict(cls, data: dict) -> MDConfig:
         """Build from a plain mapping (YAML); unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"MD settings: unknown key(s) {unknown}; known: {sorted(names)}")
+        check_keys(data, [f.name for f in dataclasses.fields(cls)], "MD settings")
         return cls(**coerce(cls, data))
 
     @classmethod
@@ -206,36 +204,6 @@ class MDConfig:
 
 
 def coerce(cls, data: dict) -> dict:
-    """Convert YAML / command-line values to the field types of ``cls`` (ints, floats, tuples)."""
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
-    out = {}
-    for key, value in data.items():
-        kind = str(types.get(key, ""))
-        if value is None:
-            continue
-        if kind.startswith("dict") and isinstance(value, str):
-            value = parse_pair_floors(value)
-        elif kind.startswith("tuple"):
-            value = tuple(int(v) if "int" in kind else float(v) if "float" in kind else v
-                          for v in ([value] if isinstance(value, (int, float, str)) else value))
-        elif kind == "int" and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif kind == "str" and not isinstance(value, str):
-            value = str(value)
-        out[key] = value
-    return out
-
-
-def read_yaml(path) -> dict:
-    """The mapping in a YAML file (empty file: {}); anything else is a ValueError."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such config file")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping of settings")
-    return data
+    """Convert YAML / command-line values to the field types of ``cls`` (:func:`phonion.core.config.coerce`;
+    a pair-floor string such as ``"Li-Li=1.5,O-O=2"`` becomes a mapping)."""
+    return _coerce(cls, data, {"dict": parse_pair_floors})

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phonion.core.jsonutil import default as json_default
+
 CHECKPOINT_NAME = "checkpoint.npz"
 RECORD_NAME = "run.json"
 TRAJECTORY_NAME = "traj.h5"
@@ -58,7 +60,7 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
-    text = json.dumps(data, indent=2, default=_jsonable).encode()
+    text = json.dumps(data, indent=2, default=json_default).encode()
     atomic_write_bytes(path, lambda fh: fh.write(text))
 
 
@@ -68,16 +70,6 @@ def read_json(path: Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
               "step": np.int64(ckpt.step), "n_frames": np.int64(ckpt.n_frames),
               "wall_s": np.float64(ckpt.wall_s),
               "rng_state": np.array(json.dumps(ckpt.rng_state)),
-              "thermostat": np.array(json.dumps(ckpt.thermostat, default=_jsonable)),
+              "thermostat": np.array(json.dumps(ckpt.thermostat, default=json_default)),
               "settings_key": np.array(json.dumps(ckpt.settings_key, sort_keys=True))}
     if ckpt.uncertainty is not None:
         arrays["uncertainty"] = np.asarray(ckpt.uncertainty, dtype=np.float64).reshape(-1, 2)

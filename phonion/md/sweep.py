@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from phonion.core.threads import limit_threads, worker_init
 from phonion.md.md_config import FIX_CHOICES, MDConfig, coerce, read_yaml
 
 EXECUTORS = ("local", "dask", "slurm")
@@ -115,33 +116,8 @@ class SweepConfig:
         return cls.from_dict({**read_yaml(path), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def _limit_threads(threads: int) -> None:
-    """Cap OpenMP / MKL / torch threads in this process.
-
-    torch reads ``OMP_NUM_THREADS`` when it is imported; if it already is, it is told directly
-    (torch is not imported here: an EMT worker should not pay for it).
-    """
-    import sys
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
-def _worker_init(threads: int, parent_pid: int) -> None:
-    """Pool initialiser: thread cap, and exit if the parent dies (no orphan keeps writing)."""
-    import threading
-
-    _limit_threads(threads)
-
-    def watch():
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True).start()
+#: the pool initialiser, under its old name (phonion.workflows.learn_steps imports it from here)
+_worker_init = worker_init
 
 
 def run_one(cfg_dict: dict, resume: bool, threads: int | None = None, progress: bool = False) -> dict:
@@ -157,7 +133,7 @@ def run_one(cfg_dict: dict, resume: bool, threads: int | None = None, progress: 
     from phonion.md.driver import MDGuardError, run_md
 
     if threads:
-        _limit_threads(threads)
+        limit_threads(threads)
     cfg = MDConfig.from_dict(cfg_dict)
     row = {"run": Path(cfg.output).name, "path": str(Path(cfg.output) / "traj.h5"),
            "temperature_K": cfg.temperature_K, "seed": cfg.seed, "fix": cfg.fix}
@@ -223,7 +199,7 @@ def _run_local(jobs, resume, workers, threads, progress) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
+                             initializer=worker_init, initargs=(threads, os.getpid())) as pool:
         futures = [pool.submit(run_one, job, resume) for job in jobs]
         return [f.result() for f in futures]
 

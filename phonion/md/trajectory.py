@@ -267,7 +267,7 @@ def concatenate(parts: list[Trajectory]) -> Trajectory:
         prev_last = pos[-1][-1]
         cell = p.cells[0]
         frac = np.linalg.solve(cell.T, (p.positions[0] - prev_last).T).T
-        shift = -np.round(frac) @ cell
+        shift = -np.round(frac) @ cell  # rounded like unwrap_fractional (not core.geometry): whole cell vectors
         pos.append(p.positions + shift)
     out: dict[str, Any] = {"positions": np.concatenate(pos), "cells": np.concatenate([p.cells for p in parts])}
     for name in ("velocities", "forces", "energies", "stress", "temperatures_K", "force_uncertainty_max_eV_A"):

@@ -1,4 +1,4 @@
-"""Figures for diffusion, Arrhenius and VDOS results (matplotlib, Agg; files only, no windows).
+"""Figures for diffusion, Arrhenius and VDOS results (matplotlib, explicit Agg canvas; files only, no windows).
 
 Each ``plot_*`` takes a result object and an output path, writes one PNG and returns its path.
 Numerics live in :mod:`phonion.md.diffusion`, :mod:`phonion.md.conductivity` and :mod:`phonion.md.vdos`.
@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from phonion.md.diffusion import local_slope
 
-from phonion.md.diffusion import local_slope  # noqa: E402
+
+def _figure(**kwargs):
+    """A Figure on its own Agg canvas (the global matplotlib backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path) -> Path:
@@ -22,7 +28,6 @@ def _save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -34,7 +39,8 @@ def plot_msd(result, path) -> Path:
     """
     t_ps = result.tracer.times_fs / 1e3
     a, b = result.fit_range_ps
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig = _figure(figsize=(14, 4.2))
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     tr = result.tracer.msd_A2.sum(axis=1)
     co = result.collective.msd_A2.sum(axis=1)
@@ -81,7 +87,8 @@ def plot_arrhenius(fit, path, target_temperature_K: float = 300.0) -> Path:
     t = fit.temperatures_K
     inv = np.linspace(1000.0 / t.max() * 0.97, 1000.0 / min(target_temperature_K, t.min()) * 1.02, 200)
     d, lo, hi, _ = fit.predict(1000.0 / inv)
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig = _figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
     err = fit.diffusivity_errs_cm2_s
     yerr = None if np.isnan(err).all() else [fit.diffusivities_cm2_s - np.maximum(
         fit.diffusivities_cm2_s - err, fit.diffusivities_cm2_s * 1e-3), err]
@@ -103,7 +110,8 @@ def plot_vdos(result, path, groups=None, reference=None) -> Path:
     ``result``, ``reference`` are :class:`phonion.md.vdos.VDOS`.
     """
     names = list(groups or result.spectra)
-    fig, axes = plt.subplots(len(names), 1, figsize=(6.5, 1.6 + 1.4 * len(names)), sharex=True, squeeze=False)
+    fig = _figure(figsize=(6.5, 1.6 + 1.4 * len(names)))
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         ax.plot(result.frequencies_THz, result.spectra[name], color="C0", lw=1)
         if reference is not None and name in reference.spectra:

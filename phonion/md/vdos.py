@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import fft as sfft
 
-#: 1 amu Å²/fs² in eV, and k_B in eV/K
-AMU_A2_FS2_EV = 1.66053906660e-27 * 1e-20 / 1e-30 / 1.602176634e-19
-K_B_EV_K = 8.617333262e-5
+from phonion.core.signal import autocorrelation
+from phonion.core.units import AMU_A2_PER_FS2_TO_EV, K_B_EV_K
 
 
 def mass_weighted_vacf(velocities: np.ndarray, masses: np.ndarray, indices, max_lag: int,
@@ -52,13 +51,10 @@ def mass_weighted_vacf(velocities: np.ndarray, masses: np.ndarray, indices, max_
     """
     f = velocities.shape[0]
     idx = np.asarray(indices, dtype=int)
-    nfft = sfft.next_fast_len(2 * f, real=True)
     out = np.zeros(max_lag)
     for a in range(0, idx.size, chunk_atoms):
         part = idx[a:a + chunk_atoms]
-        v = velocities[:, part].reshape(f, -1)
-        spec = sfft.rfft(v, nfft, axis=0)
-        ac = sfft.irfft(spec.real**2 + spec.imag**2, nfft, axis=0)[:max_lag]
+        ac = autocorrelation(velocities[:, part].reshape(f, -1), max_lag)
         out += ac @ np.repeat(masses[part], 3)
     return out / (f - np.arange(max_lag))
 
@@ -127,7 +123,7 @@ def vdos(velocities: np.ndarray, masses: np.ndarray, dt_fs: float, groups: dict,
         c = mass_weighted_vacf(velocities, masses, idx, m)
         freqs, spectra[name] = spectrum_from_vacf(c, dt_fs, idx.size, taper)
         counts[name] = int(idx.size)
-        temps[name] = float(c[0] * AMU_A2_FS2_EV / (3 * idx.size * K_B_EV_K))
+        temps[name] = float(c[0] * AMU_A2_PER_FS2_TO_EV / (3 * idx.size * K_B_EV_K))
     if total_of:
         names = [n for n in total_of if n in spectra]
         spectra["total"] = np.sum([spectra[n] for n in names], axis=0)

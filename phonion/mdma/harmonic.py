@@ -69,7 +69,7 @@ class ForceConstantCalculator(Calculator):
         if prev is None or prev.shape != d.shape:
             prev = np.zeros_like(d)
         frac = (d - prev) @ self._inv
-        u = d - np.round(frac) @ self.cell
+        u = d - np.round(frac) @ self.cell  # not core.geometry.minimum_image: per MD step, whole cell vectors
         self._u_prev = u
         return u
 

@@ -1,4 +1,4 @@
-"""Plots of an :class:`~phonion.mdma.mdma.MDMAResult` (matplotlib, Agg; files only).
+"""Plots of an :class:`~phonion.mdma.mdma.MDMAResult` (matplotlib, explicit Agg canvas; files only).
 
 - ``running_integral.png``: Σ D_{n,n'} and its diagonal (harmonic) part integrated up to τ, with the
   Green–Kubo D_σ of the same velocities and its block error: is τmax converged?
@@ -23,26 +23,26 @@ __all__ = ["plot_running_integral", "plot_cumulative", "plot_per_mode", "plot_he
 CLASS_COLOURS = {"O_e": "C3", "O_c": "C0", "O_n": "C2", "": "0.55"}
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A Figure on its own Agg canvas (the global matplotlib backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    _pyplot().close(fig)
     return Path(path)
 
 
 def plot_running_integral(result, path: str | os.PathLike) -> Path:
     """Running integral of Σ D and of its diagonal vs τ, with the Green–Kubo D_σ (± block error)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
     tau = result.tau_ps
     ax.plot(tau, result.running_total_cm2_s, color="k", lw=1.3, label="Σ D$_{nn'}$ (total)")
     ax.plot(tau, result.running_harmonic_cm2_s, color="C1", lw=1.1, label="Σ D$_{nn}$ (harmonic)")
@@ -62,11 +62,11 @@ def plot_running_integral(result, path: str | os.PathLike) -> Path:
 
 def plot_cumulative(result, path: str | os.PathLike) -> Path:
     """Cumulative contributions vs frequency (fractions of Σ D)."""
-    plt = _pyplot()
     cum = cumulative_contributions(result.frequencies_THz, result.contributions_cm2_s, result.diagonal_cm2_s,
                                    result.mode_class_labels)
     f = cum["frequency_THz"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.step(f, cum["total"], where="post", color="k", lw=1.3, label="total")
     ax.step(f, cum["harmonic"], where="post", color="C1", lw=1.0, label="harmonic (n = n')")
     ax.step(f, cum["anharmonic"], where="post", color="C4", lw=1.0, ls="--", label="anharmonic (n ≠ n')")
@@ -82,8 +82,8 @@ def plot_cumulative(result, path: str | os.PathLike) -> Path:
 
 def plot_per_mode(result, path: str | os.PathLike) -> Path:
     """Per-mode contributions c_n (cm²/s) vs frequency, coloured by dominant O class."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = _figure(figsize=(7, 4))
+    ax = fig.subplots()
     f, c = result.frequencies_THz, result.contributions_cm2_s
     labels = (np.full(len(f), "", dtype=object) if result.mode_class_labels is None
               else np.asarray(result.mode_class_labels).astype(str))
@@ -103,8 +103,8 @@ def plot_per_mode(result, path: str | os.PathLike) -> Path:
 
 def plot_heatmap(result, path: str | os.PathLike) -> Path:
     """D_{n,n'} (or the binned D_{bb'}) on a symmetric diverging colour scale."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    fig = _figure(figsize=(5.6, 4.8))
+    ax = fig.subplots()
     if result.binned_matrix_cm2_s is not None:
         D, edges = result.binned_matrix_cm2_s, result.bin_edges_THz
         vmax = float(np.abs(D).max()) or 1.0

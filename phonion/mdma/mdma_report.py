@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phonion.core.jsonutil import clean
 from phonion.mdma.mdma import MDMAResult, cumulative_contributions
 
 __all__ = ["save_mdma", "load_mdma", "mdma_tables"]
@@ -23,14 +24,6 @@ def _paths(path) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value
 
 
 def save_mdma(result: MDMAResult, path, n_top: int = 5) -> tuple[Path, Path]:
@@ -46,7 +39,7 @@ def save_mdma(result: MDMAResult, path, n_top: int = 5) -> tuple[Path, Path]:
         if isinstance(value, np.ndarray):
             arrays[f.name] = value
         else:
-            fields[f.name] = _jsonable(dict(value) if isinstance(value, dict) else value)
+            fields[f.name] = clean(dict(value) if isinstance(value, dict) else value, keep_nan=True)
     np.savez_compressed(npz, **arrays)
     with open(js, "w") as fh:
         json.dump({"format": FORMAT, "summary": result.to_dict(n_top), "fields": fields,

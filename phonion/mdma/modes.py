@@ -150,7 +150,7 @@ def map_to_primitive(prim_cell, prim_scaled, prim_symbols, md_atoms, tolerance_A
                          f"{n_p}-atom phonopy cell holds {det * n_p}")
     f_md = md_atoms.positions @ np.linalg.inv(A)
     diff = f_md[:, None, :] - fprim[None, :, :]                     # (N, n, 3)
-    lat = np.rint(diff)
+    lat = np.rint(diff)  # not core.geometry.minimum_image: (N, n, 3) at once, and the integer l is needed
     dist = np.linalg.norm((diff - lat) @ A, axis=2)                 # (N, n)
     kappa = dist.argmin(axis=1)
     rows = np.arange(n_md)

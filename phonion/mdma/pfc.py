@@ -32,6 +32,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from phonion.core.geometry import minimum_image
+
 __all__ = ["minimum_image_vector", "bond_projection", "migration_directions_from_sites", "Hop",
            "detect_hops", "migration_directions_from_hops", "projected_force_constants", "pfc_from_atoms"]
 
@@ -42,15 +44,10 @@ _SHIFTS = np.array(list(product((-1, 0, 1), repeat=3)), float)
 def minimum_image_vector(positions: np.ndarray, cell: np.ndarray, a: int, b: int | np.ndarray) -> np.ndarray:
     """Shortest periodic vector from atom ``a`` to atom ``b`` (or to a Cartesian point), shape=(3,), Å.
 
-    Works for triclinic cells: the fractional difference is wrapped to [−½, ½) and the 27 neighbouring
-    images are searched for the shortest.
+    Works for any triclinic cell (:func:`phonion.core.geometry.minimum_image`).
     """
-    cell = np.asarray(cell, float)
     target = positions[b] if np.ndim(b) == 0 else np.asarray(b, float)
-    d = np.linalg.solve(cell.T, target - positions[a])
-    d -= np.round(d)
-    cands = (d + _SHIFTS) @ cell
-    return cands[np.argmin(np.einsum("ij,ij->i", cands, cands))]
+    return minimum_image(target - positions[a], np.asarray(cell, float))
 
 
 def bond_projection(phi_ab: np.ndarray, bond_vector: np.ndarray) -> tuple[float, np.ndarray]:
@@ -65,7 +62,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _image_vectors(positions: np.ndarray, cell: np.ndarray, a: int, point: np.ndarray) -> np.ndarray:
-    """The 27 periodic vectors from atom ``a`` to the images of ``point`` nearest it, shape=(27, 3)."""
+    """The 27 periodic vectors from atom ``a`` to the images of ``point`` nearest it, shape=(27, 3).
+
+    (Not the minimum image: every neighbouring image, for the shell search; rounded as one batch.)"""
     d = np.linalg.solve(cell.T, point - positions[a])
     return (d - np.round(d) + _SHIFTS) @ cell
 

@@ -1,4 +1,4 @@
-"""Plots of :func:`phonion.mdma.phonons.phonon_summary` results (matplotlib, Agg; files only)."""
+"""Plots of :func:`phonion.mdma.phonons.phonon_summary` results (matplotlib, explicit Agg canvas; files only)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ import numpy as np
 __all__ = ["plot_dos", "plot_band", "plot_phonon_results"]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A Figure on its own Agg canvas (the global matplotlib backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_dos(summary: dict, path: str | os.PathLike) -> Path:
     """``dos.png``: total DOS, projected DOS by species and (dashed) by O class."""
-    plt = _pyplot()
     d, pd = summary["dos"], summary["pdos"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(d["frequency_THz"], d["total"], color="k", lw=1.2, label="total")
     for s, g in pd["by_species"].items():
         ax.plot(pd["frequency_THz"], g, lw=1.0, label=s)
@@ -38,15 +39,14 @@ def plot_dos(summary: dict, path: str | os.PathLike) -> Path:
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_band(summary: dict, path: str | os.PathLike) -> Path:
     """``band.png``: phonon bands along the path, special points labelled, breaks marked."""
-    plt = _pyplot()
     b = summary["band"]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = _figure(figsize=(7, 4))
+    ax = fig.subplots()
     ticks, tick_labels = [], []
     labels = list(b["labels"])
     li = 0
@@ -72,7 +72,6 @@ def plot_band(summary: dict, path: str | os.PathLike) -> Path:
     ax.set_ylabel("frequency (THz)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
     return Path(path)
 
 

@@ -155,10 +155,8 @@ def evaluate_model(model_path, atoms_list, *, device: str = "cpu", dtype: str = 
 
 def plot_parity(pred: dict, prefix, title: str = "") -> list[Path]:
     """Energy (per atom) and force-component parity plots: ``<prefix>_energy.png``, ``_forces.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     prefix = Path(prefix)
     paths = []
@@ -168,7 +166,9 @@ def plot_parity(pred: dict, prefix, title: str = "") -> list[Path]:
               ("forces", pred["forces_ref"].ravel(), pred["forces_pred"].ravel(),
                "force component (eV/Å)", f"RMSE {m['force_rmse_meV_A']:.1f} meV/Å")]
     for name, ref, prd, label, note in panels:
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=120)
+        fig = Figure(figsize=(4, 4), dpi=120)
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         ax.scatter(ref, prd, s=3, alpha=0.5)
         lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -178,7 +178,6 @@ def plot_parity(pred: dict, prefix, title: str = "") -> list[Path]:
         fig.tight_layout()
         path = prefix.parent / f"{prefix.name}_{name}.png"
         fig.savefig(path)
-        plt.close(fig)
         paths.append(path)
     return paths
 

@@ -29,8 +29,13 @@ import copy
 import json
 from types import SimpleNamespace
 
-import lightning.pytorch as pl
-import torch
+import warnings as _warnings
+
+_formatwarning = _warnings.formatwarning
+import lightning.pytorch as pl  # noqa: E402  (replaces warnings.formatwarning at import: restored below)
+import torch  # noqa: E402
+
+_warnings.formatwarning = _formatwarning  # importing phonion changes no global state (layout issue)
 
 from phonion.mlip.optim_config import LossConfig, OptimConfig  # noqa: E402  (re-exported)
 

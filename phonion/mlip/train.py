@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from phonion.core.config import apply_overrides, check_keys, read_yaml  # noqa: F401  (apply_overrides re-exported)
 from phonion.mlip.data import DataConfig
 from phonion.mlip.optim_config import LossConfig, OptimConfig
 from phonion.mlip.model import ModelConfig
@@ -120,9 +121,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim
 def _section(cls, data: dict, where: str):
     """``cls(**data)`` with unknown keys named, and numbers YAML left as text (``5e-07``) converted."""
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(types)}")
+    check_keys(data, types, where)
     out = {}
     for key, value in data.items():
         kind = types[key].split(" | ")[0]
@@ -142,39 +141,9 @@ def config_from_dict(data: dict) -> TrainConfig:
     return _section(TrainConfig, {**data, **sections}, "train config")
 
 
-def apply_overrides(data: dict, overrides) -> dict:
-    """``["model.num_channels=32", ...]`` applied to a nested mapping (values parsed as YAML)."""
-    import copy
-
-    import yaml
-
-    data = copy.deepcopy(data)
-    for item in overrides or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r}: expected key.sub=value, e.g. trainer.max_epochs=5")
-        *parents, last = key.strip().split(".")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {p} is not a section")
-        node[last] = yaml.safe_load(text)
-    return data
-
-
 def load_config(path=None, overrides=()) -> TrainConfig:
     """Read configs/train.yaml-style YAML (or defaults without a path) and apply overrides."""
-    import yaml
-
-    data = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such config file")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping of sections")
+    data = read_yaml(path) if path is not None else {}
     return config_from_dict(apply_overrides(data, overrides))
 
 
@@ -243,11 +212,15 @@ def build_trainer(cfg: TrainConfig, out: Path):
 
 
 def _wandb_logger(cfg: TrainConfig, out: Path):
-    """WandbLogger, offline unless wandb.mode=online; the run id is kept so a resumed run continues it."""
+    """WandbLogger, offline unless wandb.mode=online; the run id is kept so a resumed run continues it.
+
+    This is the one place that sets ``WANDB_MODE`` (at run time, never at import): offline, so wandb never asks
+    for a key, unless the user set ``WANDB_MODE`` themselves or chose ``wandb.mode: online``.
+    """
     from lightning.pytorch.loggers import WandbLogger
 
     if cfg.wandb.mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_MODE", "offline")
     id_file = out / "logs" / "wandb_run_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else None
     if run_id is None:
@@ -353,14 +326,14 @@ def run(cfg: TrainConfig) -> dict:
     """
     import torch
 
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    try:
-        return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_default_dtype(dtype)
+    from phonion.core.threads import threads
+
+    dtype = torch.get_default_dtype()
+    with threads(cfg.trainer.num_threads, env=False):
+        try:
+            return _run(cfg)
+        finally:
+            torch.set_default_dtype(dtype)
 
 
 def _check_resumable(out: Path, cfg: TrainConfig, ckpt: str | None) -> None:

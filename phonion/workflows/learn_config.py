@@ -42,7 +42,7 @@ def _merge(base: dict, new: dict, where: str, free: tuple = ("train", "validate"
     out = copy.deepcopy(base)
     for key, value in (new or {}).items():
         if key not in base and where.split(".")[0] not in free:
-            near = difflib.get_close_matches(str(key), list(base), n=1)
+            near = difflib.get_close_matches(str(key), list(base), n=1)  # message kept: scripts match it
             raise ValueError(f"learn config: unknown key {where + '.' if where else ''}{key}"
                              + (f" (did you mean {near[0]!r}?)" if near else f"; known: {sorted(base)}"))
         name = f"{where}.{key}" if where else key
@@ -63,21 +63,9 @@ def load_learn_config(path=None, overrides=(), **given) -> dict:
     Validated before any work: unknown keys, bad numbers, an empty data list, a SPEC that does not
     parse and the train section (through ``phonion.mlip.train.config_from_dict``) give one ValueError.
     """
-    import yaml
+    from phonion.core.config import apply_overrides, read_yaml
 
-    from phonion.mlip.train import apply_overrides
-
-    data = {}
-    if path is not None:
-        if not Path(path).is_file():
-            raise ValueError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping of sections")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
     if given.get("data") is not None:
         data.setdefault("data", {})["files"] = list(given.pop("data"))
     data.update({k: v for k, v in given.items() if v is not None})

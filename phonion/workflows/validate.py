@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from phonion.core.jsonutil import clean, default
 
 from phonion.workflows.validate_parts import (_SPREAD_KEYS, RDF_BIN_A, RDF_EDGE_A, RDF_MIN_PEAK, RDF_SMOOTH_A,
                                     _check, _frame_max_spread, _plot_rdf, _spearman, closest_approach,
@@ -259,34 +261,9 @@ def validate(cfg: ValidateConfig, progress: bool = True) -> dict:
     _plot_rdf(result.pop("_rdf"), out / "rdf.png")
     result["rdf_plot"] = str(out / "rdf.png")
     tmp = out / "validation.json.tmp"
-    tmp.write_text(json.dumps(_finite(result), indent=2, default=_json_default, allow_nan=False))
+    tmp.write_text(json.dumps(clean(result), indent=2, default=partial(default, fallback=str), allow_nan=False))
     tmp.replace(out / "validation.json")
     return json.loads((out / "validation.json").read_text())
-
-
-def _finite(x):
-    """NaN / inf → None everywhere (strict JSON: jq and other readers reject NaN)."""
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _finite(x.tolist())
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
 
 
 def _nearest_ref_run(ref: dict, t: float):

@@ -112,17 +112,17 @@ RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = 0.15, 0.02, 2.0, 0.3
 def rdf_peaks(traj, max_frames: int = 200) -> dict:
     """First-peak position (Å) and height of every partial RDF of a run.
 
-    The RDFs are ``phonion.compare.analyses.partial_rdf`` (bins of ``RDF_BIN_A``); each is smoothed by
+    The RDFs are ``phonion.md.rdf.partial_rdf`` (bins of ``RDF_BIN_A``); each is smoothed by
     a Gaussian of ``RDF_SMOOTH_A`` and its first peak is the first local maximum after g first
     exceeds 0.5. Returns ``{"peaks": {pair: (r_A, height)}, "r_A", "g", "r_max_A"}``.
     """
     from scipy.ndimage import gaussian_filter1d
 
-    from phonion.compare.analyses import RDF_MAX_A, _half_width, partial_rdf
+    from phonion.md.rdf import RDF_MAX_A, half_width, partial_rdf
 
     step = max(1, int(math.ceil(traj.n_frames / max_frames)))
     cells = traj.cells[::step]
-    r_max = min(RDF_MAX_A, min(_half_width(c) for c in cells) - 1e-6)
+    r_max = min(RDF_MAX_A, min(half_width(c) for c in cells) - 1e-6)
     r, g = partial_rdf(traj.positions[::step], cells, traj.symbols, r_max, RDF_BIN_A)
     peaks = {}
     for pair, gp in g.items():

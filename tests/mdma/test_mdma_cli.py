@@ -16,7 +16,8 @@ from ase.neighborlist import neighbor_list
 
 from phonion.md.io.h5md import write_h5md
 from phonion.md.trajectory import Trajectory, TrajectoryError
-from phonion.cli.mdma import add_mdma_parsers, frequency_bins
+from phonion.cli.mdma import add_mdma_parsers
+from phonion.workflows.mdma import frequency_bins
 from phonion.mdma.mdma_core import AMU_A2_PER_FS2_TO_EV
 from phonion.mdma.mdma_report import load_mdma
 from phonion.mdma.phonon_io import save_phonons
@@ -277,7 +278,7 @@ def test_large_cell_path_streams_modes_and_bins_automatically(setup, tmp_path, m
     """Above MAX_MATRIX_MODES the modes are streamed from the commensurate q-points (no 3N × 3N matrix) and
     above BIN_ABOVE_MODES the heat map is binned: same numbers as the small-cell path (thresholds lowered)."""
     from phonion.mdma import mdma as mdma_module
-    from phonion.cli import mdma as cli_module
+    from phonion.workflows import mdma as cli_module
 
     root, sc, traj = setup
     a = mdma(root / "run.h5", "--phonons", root / "phonons", "--no-plots", "-o", tmp_path / "a")

@@ -38,6 +38,7 @@ HDF5 1.8-compatible file to ``FILE.part`` and renames it into place when complet
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -49,6 +50,7 @@ import h5py
 import numpy as np
 from ase.data import atomic_numbers
 
+from phonion.core.jsonutil import default as json_default
 from phonion.md.io import TruncatedFileWarning
 from phonion.md.io.h5md_read import CHUNK_CACHE_BYTES, OBSERVABLES, PARTICLE_FIELDS, H5MDReader, read_h5md
 from phonion.md.trajectory import Trajectory, TrajectoryError, masses_for
@@ -65,14 +67,6 @@ MAX_CHUNK_BYTES = 4 * 2**20
 
 def _fixed(text: str) -> np.bytes_:
     return np.bytes_(text.encode("ascii", "replace"))
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 class H5MDWriter:
@@ -221,7 +215,7 @@ class H5MDWriter:
         p.attrs["timestep_fs"] = np.nan if self.timestep_fs is None else self.timestep_fs
         p.attrs["stride"] = np.int64(self.stride)
         p.attrs["symbols"] = np.array([s.encode() for s in self.symbols] or [b""])[:len(self.symbols)]
-        p.attrs["metadata"] = json.dumps(metadata, default=_jsonable)
+        p.attrs["metadata"] = json.dumps(metadata, default=functools.partial(json_default, fallback=str))
         f.flush()
         self._n, self._next_step = 0, 0
 
