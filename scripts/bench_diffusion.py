@@ -280,7 +280,7 @@ def main(argv=None) -> int:
               f"{s['seconds']:.1f} s, peak RSS {s['rss_peak_mb']:.0f} MB, heap peak {s['tracemalloc_peak_mb']:.0f} MB "
               f"(positions alone {s['positions_in_memory_would_be_mb']:.0f} MB)", file=sys.stderr)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    from phonion.cli.transport import _clean
+    from phonion.core.jsonutil import clean as _clean
 
     old = json.loads(args.json.read_text()) if args.json.exists() else {}
     args.json.write_text(json.dumps(_clean({**old, **result}), indent=2) + "\n")  # keep skipped parts

@@ -189,12 +189,8 @@ def _run_compound(cfg: SeriesConfig, parent, element: str, folder: Path, chain, 
 def _chain_config(cfg: SeriesConfig, atoms, output: Path, label: str):
     kwargs = dict(structure=atoms, output=str(output), profile=cfg.profile, calculator=cfg.calculator,
                   device=cfg.device, seed=cfg.seed, label=label, overrides=dict(cfg.chain_overrides))
-    try:
-        from phonion.chain.chain import ChainConfig
-    except ImportError:  # a stand-in chain (tests) before phonion.chain.chain exists
-        from types import SimpleNamespace
+    from phonion.chain.chain import ChainConfig
 
-        return SimpleNamespace(**kwargs)
     return ChainConfig(**kwargs)
 
 

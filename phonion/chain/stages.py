@@ -295,11 +295,8 @@ def stage_compare(ctx: StageContext) -> dict | None:
     numbers = ctx.out / "compare" / "numbers.json"
     if numbers.is_file() and (ctx.out / "compare" / "report.html").is_file():
         return None
-    try:
-        from phonion.compare.run import CompareConfig, run_compare
-    except ImportError as exc:
-        raise RuntimeError(f"compare stage: phonion.compare.run is not available ({exc}); the other stages "
-                           f"are done in {ctx.out}, rerun the same command once it is installed") from exc
+    from phonion.compare.run import CompareConfig, run_compare
+
     cfg = CompareConfig(reference=str(ctx.out / "reference"), mlip=str(ctx.out / "mlip_md"),
                         output=str(ctx.out / "compare"), model=ctx.mlip_spec,
                         reference_calculator=ctx.calculator, mlip_calculator=ctx.mlip_spec,

@@ -196,48 +196,86 @@ def relax(atoms, calculator_spec="chgnet", *, fmax_eV_A: float = 0.05, max_steps
     RelaxationError
         Non-finite energy or forces, or a volume change beyond ``max_volume_change``.
     """
-    import ase.io
-    from ase.calculators.singlepoint import SinglePointCalculator
     from ase.constraints import FixSymmetry
-    from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
-    from ase.units import GPa
 
     optimizers = {"BFGS": BFGS, "FIRE": FIRE}
     if optimizer not in optimizers:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(optimizers)}")
     out = Path(output_dir) if output_dir is not None else None
+    reused = _reused(out, calculator_spec, fmax_eV_A)
+    if reused is not None:
+        return reused
+    work = atoms.copy()
+    work.calc = _calculator(calculator_spec, device)
+    before = space_group(atoms, symprec)
+    volume0 = atoms.get_volume()
+    work.set_constraint(FixSymmetry(work, symprec=symprec))
+    guard = _guard(work, volume0, max_volume_change)
+    converged, opt = _optimise(work, optimizers[optimizer], out, guard, fmax_eV_A, max_steps)
+    energy, forces, stress, relaxed = _freeze(work)
+    after = space_group(relaxed, symprec)
+    summary = {
+        "finished": True, "converged": converged, "steps": int(opt.nsteps),
+        "fmax_eV_A": fmax_eV_A, "max_steps": max_steps, "optimizer": f"{optimizer} + FrechetCellFilter + FixSymmetry",
+        "calculator": calculator_spec if isinstance(calculator_spec, str) else type(calculator_spec).__name__,
+        **_structure_summary(atoms, relaxed, volume0, (energy, forces, stress), before, after), "reused": False,
+    }
+    if out is not None:
+        _write_outputs(out, relaxed, summary)
+    return relaxed, summary
+
+
+def _reused(out: Path | None, calculator_spec, fmax_eV_A: float):
+    """(relaxed, summary) of a finished relaxation in ``out`` by the same SPEC to the same or a tighter fmax,
+    else None."""
+    import ase.io
+
     if out is not None and (out / "relax.json").is_file():
         summary = json.loads((out / "relax.json").read_text())
         same_calc = not isinstance(calculator_spec, str) or summary.get("calculator") == calculator_spec
         if summary.get("finished") and same_calc and summary.get("fmax_eV_A", np.inf) <= fmax_eV_A:
             relaxed = ase.io.read(out / "relaxed.extxyz")
             return relaxed, {**summary, "reused": True}
-    work = atoms.copy()
-    work.calc = _calculator(calculator_spec, device)
-    before = space_group(atoms, symprec)
-    volume0 = atoms.get_volume()
-    work.set_constraint(FixSymmetry(work, symprec=symprec))
+    return None
+
+
+def _optimise(work, optimizer_class, out: Path | None, guard, fmax_eV_A: float, max_steps: int):
+    """Run the optimiser on cell and positions (FrechetCellFilter), checked by ``guard`` every step; it logs to
+    ``out/relax.log`` (``out`` is created) or to stdout."""
+    from ase.filters import FrechetCellFilter
+
     logfile = "-" if out is None else str(out / "relax.log")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    guard = _guard(work, volume0, max_volume_change)
-    opt = optimizers[optimizer](FrechetCellFilter(work), logfile=logfile)
+    opt = optimizer_class(FrechetCellFilter(work), logfile=logfile)
     opt.attach(guard, interval=1)
     with warnings.catch_warnings():  # CHGNet converts to pymatgen, which cannot carry FixSymmetry
         warnings.filterwarnings("ignore", message="Only FixAtoms and FixCartesian")
         converged = bool(opt.run(fmax=fmax_eV_A, steps=max_steps))
+    return converged, opt
+
+
+def _freeze(work):
+    """(energy, forces, stress, a copy without constraints holding them in a single-point calculator)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     energy = work.get_potential_energy()
     forces = work.get_forces()      # symmetrised by FixSymmetry
     stress = work.get_stress()      # Voigt, eV/Å^3
     work.set_constraint()
     relaxed = work.copy()
     relaxed.calc = SinglePointCalculator(relaxed, energy=energy, forces=forces, stress=stress)
-    after = space_group(relaxed, symprec)
-    summary = {
-        "finished": True, "converged": converged, "steps": int(opt.nsteps),
-        "fmax_eV_A": fmax_eV_A, "max_steps": max_steps, "optimizer": f"{optimizer} + FrechetCellFilter + FixSymmetry",
-        "calculator": calculator_spec if isinstance(calculator_spec, str) else type(calculator_spec).__name__,
+    return energy, forces, stress, relaxed
+
+
+def _structure_summary(atoms, relaxed, volume0: float, labels: tuple, before: dict, after: dict) -> dict:
+    """The structure part of ``relax.json``: energy, residual force and stress (``labels`` = (energy, forces,
+    stress) of ``relaxed``), volumes, lattices and space groups before and after."""
+    from ase.units import GPa
+
+    energy, forces, stress = labels
+    return {
         "formula": relaxed.get_chemical_formula(), "n_atoms": len(relaxed),
         "energy_eV": float(energy), "energy_per_atom_eV": float(energy) / len(relaxed),
         "max_residual_force_eV_A": float(np.linalg.norm(forces, axis=1).max()),
@@ -246,11 +284,8 @@ def relax(atoms, calculator_spec="chgnet", *, fmax_eV_A: float = 0.05, max_steps
         "volume_change": float(relaxed.get_volume() / volume0 - 1.0),
         "lattice_before": _cellpar(atoms), "lattice_after": _cellpar(relaxed),
         "space_group_before": before, "space_group_after": after,
-        "space_group_kept": before["number"] == after["number"], "reused": False,
+        "space_group_kept": before["number"] == after["number"],
     }
-    if out is not None:
-        _write_outputs(out, relaxed, summary)
-    return relaxed, summary
 
 
 def _check_element(symbol: str) -> None:

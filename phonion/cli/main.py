@@ -1,4 +1,4 @@
-"""The ``phonion`` command: one subcommand per stage, each a thin layer over library functions.
+"""The ``phonion`` command: one subcommand per stage, each a thin parser over a workflow (phonion.workflows).
 
 Run ``phonion --help`` for the stages and ``phonion <stage> --help`` for examples.
 """
@@ -114,15 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(args):
-    from phonion.md.io import read_trajectory
-
-    return read_trajectory(args.files, fmt=args.fmt, timestep_fs=args.timestep_fs,
-                           stride=args.file_stride, every=getattr(args, "stride", 1))
+def _time_config(args) -> dict:
+    return dict(files=tuple(args.files), timestep_fs=args.timestep_fs, file_stride=args.file_stride, fmt=args.fmt)
 
 
 def _cmd_inspect(args) -> int:
-    summary = _read(args).summary()
+    from phonion.workflows.trajectory import InspectConfig, run_inspect
+
+    summary = run_inspect(InspectConfig(**_time_config(args))).to_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -132,28 +131,21 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from pathlib import Path
+    from phonion.workflows.trajectory import ConvertConfig, run_convert
 
-    from phonion.md.io.h5md import write_h5md
-
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out}: exists; pass --force to overwrite (nothing was written)")
-    traj = _read(args)
-    write_h5md(out, traj)
-    print(f"wrote {out}: {traj.n_frames} frames × {traj.n_atoms} atoms "
+    run = run_convert(ConvertConfig(output=args.output, stride=args.stride, force=args.force, **_time_config(args)))
+    path = run.save()["h5md"]
+    traj = run.trajectory
+    print(f"wrote {path}: {traj.n_frames} frames × {traj.n_atoms} atoms "
           f"(frame interval {traj.frame_interval_fs} fs)", file=sys.stderr)
     return 0
 
 
 def _cmd_sites(args) -> int:
-    from phonion.mdma.sites import classify_oxygens
-    from phonion.core.structures import load_structure
+    from phonion.workflows.sites import SitesConfig, run_sites
 
-    atoms = load_structure(args.structure or "LiGa_SeO3_2")
-    classes = classify_oxygens(atoms, mobile=args.mobile, anion=args.anion,
-                               framework=args.framework, tolerance=args.bond_tolerance)
-    result = classes.to_dict()
+    result = run_sites(SitesConfig(structure=args.structure, mobile=args.mobile, anion=args.anion,
+                                   framework=args.framework, bond_tolerance=args.bond_tolerance)).to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,16 +1,15 @@
 """``phonion phonons``: finite-displacement phonons of a structure with any calculator SPEC.
 
-A thin layer over :func:`phonion.mdma.phonons.compute_force_constants`, :func:`phonion.mdma.phonons.phonon_summary`,
-the writers in :mod:`phonion.mdma.phonon_io` and the plots in :mod:`phonion.mdma.phonon_plots`.
+An argparse front end over :func:`phonion.workflows.phonons.run_phonons` (force constants, summary) and
+:meth:`phonion.workflows.phonons.PhononsRun.save` (phonopy files, CSVs, summary.json, plots).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 
-__all__ = ["add_phonon_parsers", "run_phonons"]
+__all__ = ["add_phonon_parsers", "run_phonons_command", "run_phonons"]
 
 EPILOG = """\
 examples:
@@ -54,62 +53,30 @@ def add_phonon_parsers(sub, formatter) -> None:
     p.set_defaults(func=_cmd_phonons)
 
 
-def run_phonons(structure, calculator: str, output, supercell=(2, 2, 2), displacement_A=0.01,
-                mesh=(8, 8, 8), mobile="Li", anion="O", tolerance_THz=0.05, symprec=1e-5,
-                device=None, plots=True, progress=True) -> dict:
-    """Compute, summarise and write phonons; returns the JSON-ready summary."""
-    from phonion.mdma.phonon_io import save_phonons, summary_scalars, write_phonon_results
-    from phonion.mdma.phonons import compute_force_constants, phonon_summary
-    from phonion.mdma.sites import classify_oxygens
-    from phonion.core.calculators import calculator_metadata, resolve_calculator
-    from phonion.core.structures import load_structure
+def run_phonons_command(structure, calculator: str, output, *, plots: bool = True, progress: bool = True,
+                        **options) -> dict:
+    """The ``phonons`` command as a function: runs :func:`phonion.workflows.phonons.run_phonons`, writes its
+    files into ``output`` and returns the JSON dict. ``options``: the other :class:`PhononsConfig` fields
+    (supercell, displacement_A, mesh, mobile, anion, tolerance_THz, symprec, device)."""
+    from phonion.workflows.phonons import PhononsConfig
+    from phonion.workflows.phonons import run_phonons as run_workflow
 
-    if any(int(n) < 1 for n in supercell) or any(int(n) < 1 for n in mesh):
-        raise ValueError(f"--supercell and --mesh need positive integers, got {list(supercell)} "
-                         f"and {list(mesh)}")
-    atoms = load_structure(structure)
-    calc = resolve_calculator(calculator, device=device)
-    t0 = time.perf_counter()
-    phonon = compute_force_constants(atoms, calc, supercell_matrix=tuple(supercell),
-                                     displacement_A=displacement_A, symprec=symprec,
-                                     progress=progress)
-    elapsed = time.perf_counter() - t0
-    symbols = set(atoms.get_chemical_symbols())
-    classes, note = None, None
-    if mobile in symbols and anion in symbols:
-        try:
-            classes = classify_oxygens(atoms, mobile=mobile, anion=anion)
-        except ValueError as exc:  # structure without the polyhedra: no class PDOS
-            note = f"no O classes: {exc}"
-    summary = phonon_summary(phonon, classes=classes, mesh=tuple(mesh), mobile=mobile,
-                             tolerance_THz=tolerance_THz)
-    extra = {"structure": str(structure), "n_atoms_unit_cell": len(atoms),
-             "supercell": [int(n) for n in supercell],
-             "n_displacements": len(phonon.supercells_with_displacements),
-             "displacement_A": float(displacement_A), "force_constants_wall_s": round(elapsed, 2),
-             **calculator_metadata(calculator)}
-    if classes is not None:
-        extra["o_classes"] = {c: [int(i) for i in getattr(classes, c)] for c in ("O_e", "O_c", "O_n")}
-    if note:
-        extra["note"] = note
-    files = save_phonons(phonon, output)
-    files.update(write_phonon_results(summary, output, extra))
-    if plots:
-        from phonion.mdma.phonon_plots import plot_phonon_results
+    run = run_workflow(PhononsConfig(structure=structure, calculator=calculator, plots=plots, **options),
+                       progress=progress)
+    run.save(output, plots=plots)
+    return run.to_dict()
 
-        files.update(plot_phonon_results(summary, output))
-    result = summary_scalars(summary)
-    result.update(extra)
-    result["files"] = {k: str(v) for k, v in files.items()}
-    return result
+
+#: the old name (``run_phonons(structure, calculator, output, supercell=..., ...)``), kept for scripts
+run_phonons = run_phonons_command
 
 
 def _cmd_phonons(args) -> int:
-    result = run_phonons(args.structure, args.calculator, args.output, supercell=args.supercell,
-                         displacement_A=args.displacement_A, mesh=args.mesh, mobile=args.mobile,
-                         anion=args.anion, tolerance_THz=args.tolerance_THz,
-                         symprec=args.symprec, device=args.device, plots=not args.no_plots,
-                         progress=sys.stderr.isatty())
+    result = run_phonons_command(args.structure, args.calculator, args.output, supercell=args.supercell,
+                                 displacement_A=args.displacement_A, mesh=args.mesh, mobile=args.mobile,
+                                 anion=args.anion, tolerance_THz=args.tolerance_THz,
+                                 symprec=args.symprec, device=args.device, plots=not args.no_plots,
+                                 progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,10 +1,10 @@
-"""``phonion diffusion | arrhenius | conductivity | vdos``: a thin command layer over phonion.md.diffusion_run,
-phonion.md.conductivity, phonion.md.vdos and phonion.md.transport_plots.
+"""``phonion diffusion | arrhenius | conductivity | vdos``: argparse front ends over
+:mod:`phonion.workflows.transport` (diffusion, Arrhenius, conductivity) and :mod:`phonion.workflows.vdos`.
 
 ``add_transport_parsers(sub, formatter)`` adds the four subcommands to the main parser's
-subparsers. Each handler takes ``args``, prints one JSON object with ``--json`` and returns an exit
-code; bad input raises ``TrajectoryError`` / ``ValueError`` naming the file (the main CLI prints
-"phonion <cmd>: error: ..." and exits 2).
+subparsers. Each handler takes ``args``, builds the stage's config, runs the workflow, saves its files,
+prints one JSON object with ``--json`` and returns an exit code; bad input raises ``TrajectoryError`` /
+``ValueError`` naming the file or option (the main CLI prints "phonion <cmd>: error: ..." and exits 2).
 """
 
 from __future__ import annotations
@@ -12,36 +12,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+from phonion.cli.common import add_time_options
 
-from phonion.core.jsonutil import clean
-
-H5MD_SUFFIXES = (".h5", ".h5md", ".hdf5")
-
-
-def _emit(obj: dict, args, out_dir: Path | None = None, name: str | None = None) -> None:
-    obj = clean(obj)
-    text = json.dumps(obj, indent=2)
-    if out_dir is not None and name:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / name).write_text(text + "\n")
-    if getattr(args, "json", False):
-        print(text)
-
-
-def _time_options(p) -> None:
-    p.add_argument("--timestep-fs", type=float, default=None,
-                   help="MD timestep (VASP POTIM), fs, for files that do not record it (XDATCAR); "
-                        "the frame interval is timestep × stride")
-    p.add_argument("--file-stride", type=int, default=None, metavar="K",
-                   help="integrator steps between the file's frames, when the file does not say "
-                        "(e.g. an XDATCAR renumbered by pymatgen)")
-    p.add_argument("--format", dest="fmt", default=None,
-                   choices=["xdatcar", "outcar", "vasprun", "extxyz", "traj", "h5md"])
+__all__ = ["add_transport_parsers", "cmd_arrhenius", "cmd_conductivity", "cmd_diffusion", "cmd_vdos"]
 
 
 def add_transport_parsers(sub, formatter) -> None:
     """Add ``diffusion``, ``arrhenius``, ``conductivity`` and ``vdos`` to the subparsers ``sub``."""
+    _add_diffusion_parser(sub, formatter)
+    _add_arrhenius_parser(sub, formatter)
+    _add_conductivity_parser(sub, formatter)
+    _add_vdos_parser(sub, formatter)
+
+
+def _add_diffusion_parser(sub, formatter) -> None:
     p = sub.add_parser(
         "diffusion", formatter_class=formatter, help="tracer / collective diffusivity, Haven ratio, conductivity",
         description="Tracer D* and collective D_σ from the MSD over all time origins (FFT), Green–Kubo "
@@ -54,7 +38,7 @@ def add_transport_parsers(sub, formatter) -> None:
     p.add_argument("--species", default="Li", help="mobile species")
     p.add_argument("--temperature-K", type=float, default=None,
                    help="temperature (default: the trajectory's mean temperature, if recorded)")
-    _time_options(p)
+    add_time_options(p)
     p.add_argument("--fit-range-ps", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="fit window in ps (overrides the local-slope rule)")
     p.add_argument("--fit-fraction", type=float, default=0.5, help="window end as a fraction of the run")
@@ -74,6 +58,8 @@ def add_transport_parsers(sub, formatter) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_diffusion)
 
+
+def _add_arrhenius_parser(sub, formatter) -> None:
     p = sub.add_parser(
         "arrhenius", formatter_class=formatter, help="E_a, D₀ and D, σ at 300 K from diffusion results",
         description="Weighted fit of ln D vs 1/T (σ_lnD = σ_D / D) over the result.json files of "
@@ -89,6 +75,8 @@ def add_transport_parsers(sub, formatter) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_arrhenius)
 
+
+def _add_conductivity_parser(sub, formatter) -> None:
     p = sub.add_parser(
         "conductivity", formatter_class=formatter, help="Nernst–Einstein σ from D, T and a structure",
         description="σ = n (z e)² D / (k_B T), n = carriers / cell volume of the structure.",
@@ -103,6 +91,8 @@ def add_transport_parsers(sub, formatter) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_conductivity)
 
+
+def _add_vdos_parser(sub, formatter) -> None:
     p = sub.add_parser(
         "vdos", formatter_class=formatter, help="VDOS per species or O class; Li spectral shift",
         description="VDOS from the mass-weighted velocity autocorrelation (all origins, Hann-tapered "
@@ -115,7 +105,7 @@ def add_transport_parsers(sub, formatter) -> None:
     p.add_argument("--by", choices=["species", "oclass"], default="species")
     p.add_argument("--species", default="Li", help="mobile species (for the shift and O classes)")
     p.add_argument("--anion", default="O", help="anion classified into O_e / O_c / O_n with --by oclass")
-    _time_options(p)
+    add_time_options(p)
     p.add_argument("--window-fs", type=float, default=None, help="correlation window (default half the run)")
     p.add_argument("--taper", choices=["hann", "none"], default="hann")
     p.add_argument("--cutoff-thz", type=float, default=3.0, help="low-frequency cutoff for the weight fraction")
@@ -127,208 +117,63 @@ def add_transport_parsers(sub, formatter) -> None:
 
 
 # ---- handlers -------------------------------------------------------------------------------------
-def _read(files, args):
-    from phonion.md.io import read_trajectory
+def _print_json(run, args) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(run.to_dict(), indent=2))
 
-    return read_trajectory(files, fmt=args.fmt, timestep_fs=args.timestep_fs, stride=args.file_stride)
+
+def _window(value):
+    return None if value is None else tuple(value)
 
 
 def cmd_diffusion(args) -> int:
-    from phonion.md.diffusion_run import analyse_h5md, analyse_trajectory
+    from phonion.workflows.transport import DiffusionConfig, run_diffusion
 
-    if args.temperature_K is not None and not args.temperature_K > 0:
-        raise ValueError(f"--temperature-K must be > 0, got {args.temperature_K:g}")
-    options = dict(fit_range_ps=args.fit_range_ps, gk_window_ps=args.gk_window_ps, n_blocks=args.n_blocks,
-                   fit_fraction=args.fit_fraction, slope_tolerance=args.slope_tolerance,
-                   drift_correction=not args.no_drift_correction, charge=args.charge,
-                   estimator=args.estimator)
-    files = [Path(f) for f in args.files]
-    h5 = len(files) == 1 and (args.fmt == "h5md" or (args.fmt is None and files[0].suffix.lower() in H5MD_SUFFIXES))
-
-    def need_temperature(temps):
-        if args.temperature_K is None and (temps is None or not np.isfinite(temps).any()):
-            raise ValueError(f"{', '.join(args.files)}: the trajectory records no temperature; "
-                             "give --temperature-K")
-
-    if h5:
-        from phonion.md.io.h5md import H5MDReader
-
-        need_temperature(H5MDReader(files[0]).read(frames=slice(0, 1), atoms=[0]).temperatures_K)
-        result = analyse_h5md(files[0], args.species, temperature_K=args.temperature_K,
-                              timestep_fs=args.timestep_fs, stride=args.file_stride,
-                              memory_mb=args.memory_mb, **options)
-    else:
-        traj = _read(args.files, args)
-        need_temperature(traj.temperatures_K)
-        result = analyse_trajectory(traj, args.species, temperature_K=args.temperature_K,
-                                    timestep_fs=args.timestep_fs, **options)
-    out = result.to_dict()
+    cfg = DiffusionConfig(files=tuple(args.files), species=args.species, temperature_K=args.temperature_K,
+                          timestep_fs=args.timestep_fs, file_stride=args.file_stride, fmt=args.fmt,
+                          fit_range_ps=_window(args.fit_range_ps), fit_fraction=args.fit_fraction,
+                          slope_tolerance=args.slope_tolerance, gk_window_ps=_window(args.gk_window_ps),
+                          n_blocks=args.n_blocks, estimator=args.estimator,
+                          drift_correction=not args.no_drift_correction, charge=args.charge,
+                          memory_mb=args.memory_mb)
+    run = run_diffusion(cfg)
     if args.output is not None:
-        from phonion.md.transport_plots import plot_msd
-
-        out["figures"] = [str(plot_msd(result, args.output / "msd.png"))]
-    _emit(out, args, args.output, "result.json")
+        run.save(args.output)
+    _print_json(run, args)
     return 0
-
-
-def _load_result(path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a JSON file ({exc})") from None
-    need = ("temperature_K", "carrier_density_cm3", "tracer_diffusivity_cm2_s")
-    missing = [k for k in need if data.get(k) is None]
-    if missing:
-        raise ValueError(f"{path}: not a `phonion diffusion` result (missing {', '.join(missing)})")
-    return data
 
 
 def cmd_arrhenius(args) -> int:
-    from phonion.md.conductivity import arrhenius_fit, nernst_einstein_conductivity_mS_cm
+    from phonion.workflows.transport import ArrheniusConfig, run_arrhenius
 
-    results = [_load_result(p) for p in args.results]
-    key = f"{args.quantity}_diffusivity"
-    t = np.array([r["temperature_K"] for r in results], dtype=float)
-    d = np.array([r[f"{key}_cm2_s"] for r in results], dtype=float)
-    e = np.array([r.get(f"{key}_err_cm2_s") if r.get(f"{key}_err_cm2_s") is not None else np.nan
-                  for r in results], dtype=float)
-    bad = [str(p) for p, v in zip(args.results, d) if not v > 0]
-    if bad:
-        raise ValueError(f"{', '.join(bad)}: {args.quantity} diffusivity ≤ 0; no Arrhenius fit possible")
-    fit = arrhenius_fit(t, d, None if np.isnan(e).all() else e)
-    n = np.array([r["carrier_density_cm3"] for r in results], dtype=float)
-    notes = list(fit.notes)
-    if np.ptp(n) > 0.01 * n.mean():
-        notes.append(f"carrier densities differ between results ({n.min():.4g}–{n.max():.4g} cm^-3); "
-                     "their mean is used")
-    charge = float(results[0].get("charge") or 1.0)
-    d300, lo, hi, s_ln = fit.predict(300.0)
-    unit = nernst_einstein_conductivity_mS_cm(1.0, 300.0, float(n.mean()), charge)
-    out = {
-        "activation_energy_eV": fit.activation_energy_eV,
-        "activation_energy_err_eV": fit.activation_energy_err_eV,
-        "prefactor_cm2_s": fit.prefactor_cm2_s,
-        "diffusivity_300K_cm2_s": d300,
-        "conductivity_300K_mS_cm": d300 * unit,
-        "prefactor_err_cm2_s": fit.prefactor_err_cm2_s,
-        "diffusivity_300K_err_cm2_s": d300 * s_ln,
-        "diffusivity_300K_band_cm2_s": [lo, hi],
-        "conductivity_300K_band_mS_cm": [lo * unit, hi * unit],
-        "ln_diffusivity_300K_err": s_ln,
-        "quantity": args.quantity,
-        "temperatures_K": t, "diffusivities_cm2_s": d, "diffusivity_errs_cm2_s": e,
-        "carrier_density_cm3": float(n.mean()), "chi2_reduced": fit.chi2_reduced,
-        "weighted": fit.weighted, "n_points": int(t.size), "notes": notes,
-        "sources": [str(p) for p in args.results],
-    }
+    run = run_arrhenius(ArrheniusConfig(results=tuple(args.results), quantity=args.quantity))
     if args.output is not None:
-        from phonion.md.transport_plots import plot_arrhenius
-
-        out["figures"] = [str(plot_arrhenius(fit, args.output / "arrhenius.png"))]
-    _emit(out, args, args.output, "arrhenius.json")
+        run.save(args.output)
+    _print_json(run, args)
     return 0
-
-
-def _load_structure(name):
-    try:
-        from phonion.core.structures import load_structure
-    except ImportError:  # pragma: no cover - phonion.core.structures is part of the package
-        import ase.io
-
-        path = Path(name)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file") from None
-        return ase.io.read(path)
-    return load_structure(name)
 
 
 def cmd_conductivity(args) -> int:
-    from phonion.md.conductivity import carrier_density_from_atoms, nernst_einstein_conductivity_mS_cm
+    from phonion.workflows.transport import ConductivityConfig, run_conductivity
 
-    if not args.temperature_K > 0:
-        raise ValueError(f"--temperature-K must be > 0, got {args.temperature_K:g}")
-    if not args.diffusivity_cm2_s >= 0:
-        raise ValueError(f"--diffusivity-cm2-s must be ≥ 0, got {args.diffusivity_cm2_s:g}")
-    atoms = _load_structure(args.structure)
-    try:
-        n = carrier_density_from_atoms(atoms, args.species)
-    except ValueError as exc:
-        raise ValueError(f"{args.structure}: {exc}") from None
-    sigma = nernst_einstein_conductivity_mS_cm(args.diffusivity_cm2_s, args.temperature_K, n, args.charge)
-    out = {"conductivity_mS_cm": sigma, "carrier_density_cm3": n,
-           "n_carriers": sum(s == args.species for s in atoms.get_chemical_symbols()),
-           "volume_A3": float(abs(atoms.cell.volume)), "species": args.species,
-           "diffusivity_cm2_s": args.diffusivity_cm2_s, "temperature_K": args.temperature_K,
-           "charge": args.charge, "structure": str(args.structure)}
-    if args.diffusivity_err_cm2_s is not None:
-        out["conductivity_err_mS_cm"] = sigma / args.diffusivity_cm2_s * args.diffusivity_err_cm2_s
-    _emit(out, args)
+    run = run_conductivity(ConductivityConfig(
+        structure=args.structure, diffusivity_cm2_s=args.diffusivity_cm2_s, temperature_K=args.temperature_K,
+        species=args.species, diffusivity_err_cm2_s=args.diffusivity_err_cm2_s, charge=args.charge))
+    _print_json(run, args)
     if not args.json:
-        print(f"sigma = {sigma:.4g} mS/cm  (n = {n:.4g} cm^-3)")
+        s = run.summary
+        print(f"sigma = {s['conductivity_mS_cm']:.4g} mS/cm  (n = {s['carrier_density_cm3']:.4g} cm^-3)")
     return 0
-
-
-def _vdos_groups(traj, args, src):
-    species = {s: traj.indices_of(s) for s in traj.species_counts}
-    if args.by == "species":
-        return species, list(species)
-    from phonion.mdma.sites import classify_oxygens
-
-    if args.species not in species:
-        raise ValueError(f"{src}: no {args.species} atoms; O classes are defined around the mobile ion")
-    classes = classify_oxygens(traj.to_atoms(0), mobile=args.species, anion=args.anion)
-    groups = {args.species: species[args.species]}
-    groups.update({k: np.asarray(getattr(classes, k)) for k in ("O_e", "O_c", "O_n")})
-    return {**species, **groups}, list(species)
 
 
 def cmd_vdos(args) -> int:
-    import warnings
+    from phonion.workflows.vdos import VDOSConfig, run_vdos
 
-    from phonion.md.transport_plots import plot_vdos
-    from phonion.md.vdos import compare_spectra, spectral_summary, vdos
-    from phonion.md.velocities import with_velocities
-
-    src = ", ".join(args.files)
-
-    def spectrum(files):
-        traj = with_velocities(_read(files, args), timestep_fs=args.timestep_fs)
-        groups, species = _vdos_groups(traj, args, ", ".join(files))
-        return vdos(traj.velocities, traj.masses, traj.frame_interval_fs, groups,
-                    window_fs=args.window_fs, taper=args.taper, total_of=species), traj
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result, traj = spectrum(args.files)
-        ref = spectrum(args.reference)[0] if args.reference else None
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # keeps the origin
-    shown = list(result.spectra) if args.by == "species" else (
-        [args.species, "O_e", "O_c", "O_n", "total"])
-    out = {"frequencies_THz": result.frequencies_THz, "frame_interval_fs": result.dt_fs,
-           "window_fs": result.window_fs, "taper": result.taper, "by": args.by,
-           "velocities_source": traj.metadata.get("velocities_source", "file"),
-           "groups": {k: {"n_atoms": result.n_atoms[k],
-                          "kinetic_temperature_K": result.kinetic_temperature_K.get(k),
-                          **spectral_summary(result.frequencies_THz, result.spectra[k], args.cutoff_thz)}
-                     for k in shown if k in result.spectra},
-           "warnings": [str(w.message) for w in caught], "sources": src}
-    if ref is not None and args.species in ref.spectra and args.species in result.spectra:
-        out["mobile_ion_shift"] = {"species": args.species, "reference": ", ".join(args.reference),
-                                   **compare_spectra(result.frequencies_THz, result.spectra[args.species],
-                                                     ref.frequencies_THz, ref.spectra[args.species],
-                                                     args.cutoff_thz)}
-    args.output.mkdir(parents=True, exist_ok=True)
-    cols = [k for k in shown if k in result.spectra]
-    np.savetxt(args.output / "vdos.csv", np.column_stack([result.frequencies_THz] + [result.spectra[k] for k in cols]),
-               delimiter=",", header="frequency_THz," + ",".join(f"{k}_per_THz" for k in cols), comments="")
-    out["figures"] = [str(plot_vdos(result, args.output / "vdos.png", cols, ref))]
-    out["files"] = [str(args.output / "vdos.json"), str(args.output / "vdos.csv")]
-    _emit(out, args, args.output, "vdos.json")
+    cfg = VDOSConfig(files=tuple(args.files), by=args.by, species=args.species, anion=args.anion,
+                     timestep_fs=args.timestep_fs, file_stride=args.file_stride, fmt=args.fmt,
+                     window_fs=args.window_fs, taper=args.taper, cutoff_thz=args.cutoff_thz,
+                     reference=None if args.reference is None else tuple(args.reference))
+    run = run_vdos(cfg)
+    run.save(args.output)
+    _print_json(run, args)
     return 0
-
-
-__all__ = ["add_transport_parsers", "cmd_arrhenius", "cmd_conductivity", "cmd_diffusion", "cmd_vdos"]

@@ -31,6 +31,7 @@ import json
 import math
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ import numpy as np
 from phonion.compare.analyses import combine, number, tkey
 from phonion.mdma.supercell import MD_SITE_TOLERANCE_A, ideal_sites, supercell_matrix  # noqa: F401
 
-__all__ = ["supercell_matrix", "ideal_sites", "side_phonons", "phonon_dos_numbers", "mdma_numbers", "pfc_numbers",
-           "parity_numbers", "model_spec", "SITE_TOLERANCE_A"]
+__all__ = ["supercell_matrix", "ideal_sites", "side_phonons", "phonon_dos_numbers", "mdma_numbers", "MDMASettings",
+           "pfc_numbers", "parity_numbers", "model_spec", "SITE_TOLERANCE_A"]
 
 #: largest distance (Å) of an MD atom (first frame) from its site when mapping onto the phonon cell
 SITE_TOLERANCE_A = MD_SITE_TOLERANCE_A
@@ -198,14 +199,24 @@ def _too_noisy(name: str, value, err) -> str:
     return ""
 
 
-def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, velocities: str,
-                 headline_K: float, tau_max_ps=None, timestep_fs=None, caught: list, unit=None, phonon=None):
-    """MDMA of every non-fixed run; headline numbers at ``headline_K`` (seeds averaged), per-T shares.
+@dataclass(frozen=True)
+class MDMASettings:
+    """How :func:`mdma_numbers` runs MDMA on one side: ``mobile`` and ``anion`` species, the ``velocities`` policy
+    ("positions": central differences of the positions, else the files' when complete), ``headline_K`` (the
+    temperature of the headline numbers), the correlation window ``tau_max_ps`` (None: half a block) and the MD
+    ``timestep_fs`` (None: the files')."""
 
-    ``source``: where the phonons are (recorded in each result); ``phonon``: the same phonons already
-    loaded (read once per side). Each run's MDMA files are written into ``out_dir`` for the user; the
-    numbers come from the results in memory.
-    """
+    mobile: str
+    anion: str
+    velocities: str
+    headline_K: float
+    tau_max_ps: float | None = None
+    timestep_fs: float | None = None
+
+
+def _mdma_records(runs, source, out_dir, side: str, settings: MDMASettings, caught: list, unit, phonon) -> list:
+    """Run MDMA on every run (files into ``out_dir``); per run its summary, tables and whether the running
+    integral is flat. Warnings and failures go into ``caught``."""
     from phonion.mdma.mdma_report import mdma_tables
     from phonion.workflows.mdma import MDMAConfig, run_mdma
 
@@ -213,9 +224,9 @@ def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, v
     for run in runs:
         out = Path(out_dir) / run.name.replace("/", "__")
         temp = None if run.temperature_source.startswith("kinetic") else run.fit_temperature_K  # measured
-        cfg = MDMAConfig(files=tuple(str(f) for f in run.files), phonons=str(source), species=mobile, anion=anion,
-                         tau_max_ps=tau_max_ps, timestep_fs=timestep_fs,
-                         velocities="positions" if velocities == "positions" else "auto",
+        cfg = MDMAConfig(files=tuple(str(f) for f in run.files), phonons=str(source), species=settings.mobile,
+                         anion=settings.anion, tau_max_ps=settings.tau_max_ps, timestep_fs=settings.timestep_fs,
+                         velocities="positions" if settings.velocities == "positions" else "auto",
                          temperature_K=temp, site_tolerance_A=SITE_TOLERANCE_A, plots=False)
         try:
             with warnings.catch_warnings(record=True) as w:
@@ -229,6 +240,19 @@ def mdma_numbers(runs, source, out_dir, side: str, *, mobile: str, anion: str, v
         s = result.to_dict()
         tables = mdma_tables(result.result)
         records.append({"run": run, "s": s, "tables": tables, "flat": _flat(tables["running"]["total_cm2_s"])})
+    return records
+
+
+def mdma_numbers(runs, source, out_dir, side: str, settings: MDMASettings, *, caught: list, unit=None,
+                 phonon=None):
+    """MDMA of every non-fixed run; headline numbers at ``settings.headline_K`` (seeds averaged), per-T shares.
+
+    ``source``: where the phonons are (recorded in each result); ``phonon``: the same phonons already
+    loaded (read once per side). Each run's MDMA files are written into ``out_dir`` for the user; the
+    numbers come from the results in memory.
+    """
+    headline_K = settings.headline_K
+    records = _mdma_records(runs, source, out_dir, side, settings, caught, unit, phonon)
     numbers: dict = {}
     by_t: dict[float, list] = {}
     for rec in records:

@@ -184,7 +184,8 @@ def _site_groups(unit, md_atoms, ideal, traj, mobile, anion, caught, side) -> di
 
 def _analyse_side(side, runs, cfg, ctx) -> dict:
     from phonion.compare.analyses import diffusion_numbers, rdf_numbers, vdos_numbers
-    from phonion.compare.modal import ideal_sites, mdma_numbers, pfc_numbers, phonon_dos_numbers, side_phonons
+    from phonion.compare.modal import (MDMASettings, ideal_sites, mdma_numbers, pfc_numbers, phonon_dos_numbers,
+                                       side_phonons)
 
     clock, caught, out, policy = ctx["clock"], ctx["caught"], ctx["out"], ctx["velocities"]["policy"]
     load = lambda r: load_run(r, timestep_fs=cfg.timestep_fs, velocities=policy)[0]  # noqa: E731
@@ -238,10 +239,10 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         except ValueError as exc:
             caught.append(f"{side}: no phonon DOS: {exc}")
     with clock.stage(f"{side}: MDMA"):
+        settings = MDMASettings(mobile=cfg.mobile, anion=cfg.anion, velocities=policy, headline_K=head_t,
+                                tau_max_ps=cfg.tau_max_ps, timestep_fs=cfg.timestep_fs)
         n, plots["mdma"] = mdma_numbers([r for r in runs if not r.fixed], source, out / "mdma" / side, side,
-                                        mobile=cfg.mobile, anion=cfg.anion, velocities=policy, headline_K=head_t,
-                                        tau_max_ps=cfg.tau_max_ps, timestep_fs=cfg.timestep_fs, caught=caught,
-                                        unit=unit, phonon=phonon)
+                                        settings, caught=caught, unit=unit, phonon=phonon)
         numbers.update(n)
     with clock.stage(f"{side}: pFC"):
         try:

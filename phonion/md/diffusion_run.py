@@ -15,7 +15,8 @@ the drift-corrected carrier displacement sum (``phonion.md.velocities.central_di
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Callable
 
 import numpy as np
 
@@ -117,20 +118,54 @@ def _temperature(temperature_K, temps, src):
     return None, None
 
 
-def _analyse(groups, *, species, counts, n_frames, dt_fs, volume_A3, temperature, src, fit_range_ps,
-             gk_window_ps, n_blocks, fit_fraction, slope_tolerance, drift_correction, charge, error_method,
-             estimator, extra):
-    """Core: ``groups`` yields (symbol, positions (F, k, 3) Å, velocities (F, k, 3) or None);
-    ``volume_A3`` and ``temperature`` are called once the groups are consumed."""
-    if n_blocks < 2:
-        raise ValueError(f"n_blocks must be ≥ 2 (≥ 4 recommended), got {n_blocks}")
-    if counts.get(species, 0) == 0:
-        raise TrajectoryError(f"{src}: no {species} atoms; the file has "
-                              f"{', '.join(f'{s}{n}' for s, n in counts.items())}")
-    if n_frames < 8:
-        raise TrajectoryError(f"{src}: {n_frames} frames are too few for a diffusion fit (need ≥ 8)")
-    acc = {s: MSDAccumulator(n_frames, n_blocks) for s in counts}
-    vsum = {s: np.zeros((n_frames, 3)) for s in counts}
+@dataclass(frozen=True)
+class _Options:
+    """The fit settings of one analysis (defaults ``_OPTIONS``; see :func:`analyse_trajectory`)."""
+
+    fit_range_ps: tuple | None = None
+    gk_window_ps: tuple | None = None
+    n_blocks: int = 5
+    fit_fraction: float = 0.5
+    slope_tolerance: float = 0.1
+    drift_correction: bool = True
+    charge: float = 1.0
+    error_method: str = "max"
+    estimator: str = "wls"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one analysis reads: carrier ``species``, atoms per species ``counts``, ``n_frames`` frames
+    ``dt_fs`` apart, ``src`` (for messages); ``volume_A3`` and ``temperature`` are called once the groups
+    are consumed; ``extra`` goes into the result's metadata."""
+
+    species: str
+    counts: dict
+    n_frames: int
+    dt_fs: float
+    volume_A3: Callable
+    temperature: Callable
+    src: str
+    extra: dict
+
+
+def _options(opts: dict) -> _Options:
+    """``_Options`` from the merged option mapping; unknown keys fail as they did as keywords of ``_analyse``."""
+    run_keys = [f.name for f in fields(_Run)]
+    for key in opts:
+        if key in run_keys:
+            raise TypeError(f"{__name__}._analyse() got multiple values for keyword argument '{key}'")
+    known = [f.name for f in fields(_Options)]
+    for key in opts:
+        if key not in known:
+            raise TypeError(f"_analyse() got an unexpected keyword argument '{key}'")
+    return _Options(**opts)
+
+
+def _accumulate(groups, run: _Run, n_blocks: int):
+    """Per-species MSD accumulators and velocity sums (F, 3); whether every group had finite velocities."""
+    acc = {s: MSDAccumulator(run.n_frames, n_blocks) for s in run.counts}
+    vsum = {s: np.zeros((run.n_frames, 3)) for s in run.counts}
     have_v = True
     for sym, pos, vel in groups:
         acc[sym].add(pos)
@@ -138,9 +173,14 @@ def _analyse(groups, *, species, counts, n_frames, dt_fs, volume_A3, temperature
             have_v = False
         elif have_v:
             vsum[sym] += vel.sum(axis=1)
-    n_fw = sum(n for s, n in counts.items() if s != species)
+    return acc, vsum, have_v
+
+
+def _curves(acc, run: _Run, opts: _Options, n_fw: int):
+    """Drift-corrected MSD curves per species, the collective curve, and the carrier mean displacement."""
+    species, counts, n_frames, dt_fs, n_blocks = run.species, run.counts, run.n_frames, run.dt_fs, opts.n_blocks
     drift = np.zeros((n_frames, 3))
-    if drift_correction and n_fw:
+    if opts.drift_correction and n_fw:
         drift = sum(acc[s].disp_sum for s in counts if s != species) / n_fw
     curves = {}
     for s, a in acc.items():
@@ -151,27 +191,41 @@ def _analyse(groups, *, species, counts, n_frames, dt_fs, volume_A3, temperature
     coll_acc = MSDAccumulator(n_frames, n_blocks)
     coll_acc.add(carrier_mean[:, None])
     collective = curve_from(coll_acc, dt_fs, scale=float(n_c), n_particles=1)  # |Σ Δr|² / N_c
+    return curves, collective, carrier_mean
+
+
+def _fits(curves, collective, window, species: str, opts: _Options):
+    """The tracer (total and x, y, z), collective and per-species fits over ``window``."""
+    error_method, estimator = opts.error_method, opts.estimator
     tracer = curves[species]
-    total = tracer.msd_A2.sum(axis=1)
-    window = (window_from_ps(fit_range_ps, dt_fs, n_frames, src) if fit_range_ps is not None
-              else choose_fit_window(total, fit_fraction, slope_tolerance, src))
     fit = fit_diffusivity(tracer, window, "xyz", error_method, estimator)
     fits_xyz = tuple(fit_diffusivity(tracer, window, d, error_method, estimator) for d in "xyz")
     coll_fit = fit_diffusivity(collective, window, "xyz", error_method, estimator,
                                slope_floor_A2_fs=max(fit.slope_A2_fs, 0.0))
     species_fits = {s: fit if s == species else fit_diffusivity(c, window, "xyz", error_method, estimator)
                     for s, c in curves.items()}
+    return fit, fits_xyz, coll_fit, species_fits
+
+
+def _green_kubo_of(vsum, have_v, carrier_mean, window, run: _Run, opts: _Options, n_fw: int):
+    """Green–Kubo from the file's velocities (minus the framework's mean) or central differences."""
+    species, counts, dt_fs = run.species, run.counts, run.dt_fs
+    n_c = counts[species]
     if have_v:
-        fw_v = sum(vsum[s] for s in counts if s != species) / n_fw if (n_fw and drift_correction) else 0.0
+        fw_v = sum(vsum[s] for s in counts if s != species) / n_fw if (n_fw and opts.drift_correction) else 0.0
         v, v_src = vsum[species] - n_c * fw_v, "file"
     else:
         v, v_src = central_difference((n_c * carrier_mean)[:, None], dt_fs)[:, 0], "central-difference"
-    if gk_window_ps is not None:
-        gk_window = window_from_ps(gk_window_ps, dt_fs, v.shape[0], src)
+    if opts.gk_window_ps is not None:
+        gk_window = window_from_ps(opts.gk_window_ps, dt_fs, v.shape[0], run.src)
     else:
         a = min(max(window[0], 2), window[1])
         gk_window = (a, min(2 * a, window[1]), "octave from the MSD fit start")
-    gk = green_kubo(v, dt_fs, n_c, gk_window, n_blocks)
+    return green_kubo(v, dt_fs, n_c, gk_window, opts.n_blocks), v_src
+
+
+def _notes(window, fit, coll_fit, src: str, n_blocks: int) -> list:
+    """What the reader of the result should know (fallback window, D ≤ 0, no block error)."""
     notes = []
     if window[2].startswith("fallback"):
         notes.append("the tracer MSD never became linear (local-slope rule); window = fallback, D uncertain")
@@ -179,16 +233,40 @@ def _analyse(groups, *, species, counts, n_frames, dt_fs, volume_A3, temperature
         if f.diffusivity_cm2_s <= 0:
             notes.append(f"{name} MSD does not grow over the window (D ≤ 0): the run is too short or the "
                          f"ions do not diffuse; D, Haven ratio and σ from it are not meaningful")
-            warnings.warn(f"{src}: {notes[-1]}", stacklevel=3)
+            warnings.warn(f"{src}: {notes[-1]}", stacklevel=4)  # the caller of analyse_trajectory/_h5md
         if f.error_block_cm2_s is None:
             notes.append(f"{name}: no block error (the window does not fit in half of 1/{n_blocks} of the run)")
-    meta = {"fit_fraction": fit_fraction, "slope_tolerance": slope_tolerance, "n_blocks": n_blocks,
-            "error_method": error_method, "estimator": estimator,
-            "drift_correction": bool(drift_correction and n_fw), "velocities_source_green_kubo": v_src,
-            "notes": notes, **extra}
-    return DiffusionResult(species, n_c, float(dt_fs), window, tracer, collective, fit, fits_xyz, coll_fit,
-                           gk, curves, species_fits, float(volume_A3()), *temperature()[:1], float(charge),
-                           {"temperature_source": temperature()[1], **meta})
+    return notes
+
+
+def _analyse(groups, run: _Run, opts: _Options):
+    """Core: ``groups`` yields (symbol, positions (F, k, 3) Å, velocities (F, k, 3) or None);
+    ``run.volume_A3`` and ``run.temperature`` are called once the groups are consumed."""
+    species, counts, src, n_blocks = run.species, run.counts, run.src, opts.n_blocks
+    if n_blocks < 2:
+        raise ValueError(f"n_blocks must be ≥ 2 (≥ 4 recommended), got {n_blocks}")
+    if counts.get(species, 0) == 0:
+        raise TrajectoryError(f"{src}: no {species} atoms; the file has "
+                              f"{', '.join(f'{s}{n}' for s, n in counts.items())}")
+    if run.n_frames < 8:
+        raise TrajectoryError(f"{src}: {run.n_frames} frames are too few for a diffusion fit (need ≥ 8)")
+    acc, vsum, have_v = _accumulate(groups, run, n_blocks)
+    n_fw = sum(n for s, n in counts.items() if s != species)
+    curves, collective, carrier_mean = _curves(acc, run, opts, n_fw)
+    total = curves[species].msd_A2.sum(axis=1)  # the window is chosen here: its warning names the analyse_* call
+    window = (window_from_ps(opts.fit_range_ps, run.dt_fs, run.n_frames, src) if opts.fit_range_ps is not None
+              else choose_fit_window(total, opts.fit_fraction, opts.slope_tolerance, src))
+    fit, fits_xyz, coll_fit, species_fits = _fits(curves, collective, window, species, opts)
+    gk, v_src = _green_kubo_of(vsum, have_v, carrier_mean, window, run, opts, n_fw)
+    notes = _notes(window, fit, coll_fit, src, n_blocks)
+    meta = {"fit_fraction": opts.fit_fraction, "slope_tolerance": opts.slope_tolerance, "n_blocks": n_blocks,
+            "error_method": opts.error_method, "estimator": opts.estimator,
+            "drift_correction": bool(opts.drift_correction and n_fw), "velocities_source_green_kubo": v_src,
+            "notes": notes, **run.extra}
+    temperature = run.temperature
+    return DiffusionResult(species, counts[species], float(run.dt_fs), window, curves[species], collective, fit,
+                           fits_xyz, coll_fit, gk, curves, species_fits, float(run.volume_A3()),
+                           *temperature()[:1], float(opts.charge), {"temperature_source": temperature()[1], **meta})
 
 
 _OPTIONS = dict(fit_range_ps=None, gk_window_ps=None, n_blocks=5, fit_fraction=0.5, slope_tolerance=0.1,
@@ -230,11 +308,11 @@ def analyse_trajectory(traj: Trajectory, species: str = "Li", *, temperature_K: 
             idx = traj.indices_of(s)
             yield s, traj.positions[:, idx], traj.velocities[:, idx] if vel_ok else None
 
-    return _analyse(groups(), species=species, counts=counts, n_frames=traj.n_frames, dt_fs=dt,
-                    volume_A3=lambda: traj.volumes_A3.mean(),
-                    temperature=lambda: _temperature(temperature_K, traj.temperatures_K, src), src=src,
-                    extra={"source_files": list(traj.metadata.get("source_files", [])),
-                           "memory_mode": "in-memory"}, **opts)
+    run = _Run(species=species, counts=counts, n_frames=traj.n_frames, dt_fs=dt,
+               volume_A3=lambda: traj.volumes_A3.mean(),
+               temperature=lambda: _temperature(temperature_K, traj.temperatures_K, src), src=src,
+               extra={"source_files": list(traj.metadata.get("source_files", [])), "memory_mode": "in-memory"})
+    return _analyse(groups(), run, _options(opts))
 
 
 def analyse_h5md(path, species: str = "Li", *, temperature_K: float | None = None,
@@ -273,10 +351,11 @@ def analyse_h5md(path, species: str = "Li", *, temperature_K: float | None = Non
                 seen.setdefault("temps", part.temperatures_K)
                 yield s, part.positions, part.velocities
 
-    return _analyse(groups(), species=species, counts=counts, n_frames=reader.n_frames, dt_fs=dt,
-                    volume_A3=lambda: seen["volume"],
-                    temperature=lambda: _temperature(temperature_K, seen["temps"], src), src=src,
-                    extra={"source_files": [src], "memory_mode": f"chunked ({k} atoms per read)"}, **opts)
+    run = _Run(species=species, counts=counts, n_frames=reader.n_frames, dt_fs=dt,
+               volume_A3=lambda: seen["volume"],
+               temperature=lambda: _temperature(temperature_K, seen["temps"], src), src=src,
+               extra={"source_files": [src], "memory_mode": f"chunked ({k} atoms per read)"})
+    return _analyse(groups(), run, _options(opts))
 
 
 __all__ = ["DiffusionResult", "analyse_h5md", "analyse_trajectory"]

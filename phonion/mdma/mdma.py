@@ -31,133 +31,22 @@ comparable with D_σ; the frame interval is whatever the caller passes (the note
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from ase import units
 
 from phonion.md.velocities import check_stride_for_modes
-from phonion.mdma.mdma_core import (ACOUSTIC_THRESHOLD_THZ, AMU_A2_PER_FS2_TO_EV, CONVENTIONS, EigenvectorSource,
-                            MDMAError, _columns, frequency_bin_index, get_convention, green_kubo, mdma_matrix,
-                            modal_sums, modal_velocities, mobile_vectors, projection_weights)
+from phonion.mdma.mdma_core import (ACOUSTIC_THRESHOLD_THZ, AMU_A2_PER_FS2_TO_EV, CONVENTIONS,  # noqa: F401
+                            EigenvectorSource, MDMAError, SumSettings, _columns, frequency_bin_index, get_convention,
+                            green_kubo, mdma_matrix, modal_sums, modal_velocities, mobile_vectors, projection_weights)
+from phonion.mdma.mdma_result import O_CLASSES, BinnedMDMA, MDMAResult
 
 __all__ = ["MDMAResult", "BinnedMDMA", "run_mdma", "mdma_binned", "cumulative_contributions",
            "MDMAError", "CONVENTIONS", "O_CLASSES"]
 
-O_CLASSES = ("O_e", "O_c", "O_n")
 #: largest mode count for which run_mdma keeps the full D_{n,n'} matrix by default
 MAX_MATRIX_MODES = 3000
-
-
-@dataclass(frozen=True, eq=False)
-class MDMAResult:
-    """Result of :func:`run_mdma`. Arrays: (M,) per mode in input order, cm²/s unless named otherwise.
-
-    ``*_err`` are standard errors from ``n_blocks`` contiguous blocks (std(ddof=1)/√n_blocks; NaN if
-    n_blocks < 2); the values themselves are from the whole run. ``matrix_cm2_s`` (M, M) is D_{n,n'}
-    (row n at time τ, column n' at time 0), or None when not kept. ``running_*`` (K+1,) are cumulative over
-    ``tau_ps`` of Σ D and of its diagonal; their last values are ``mdma_total_cm2_s`` and its harmonic part.
-    ``modal_equipartition`` is ⟨Q̇_n²⟩/k_BT with the Gordiz (mass-weighted) Q̇ in any convention (1 for a
-    classical harmonic mode; velocities from central differences lower it by sinc²(2πf_nΔ), see
-    ``phonion.md.velocities.central_difference_damping``; acoustic modes carry ~0 when total momentum is conserved).
-    """
-
-    convention: str
-    tau_max_ps: float
-    frame_interval_fs: float
-    temperature_K: float
-    n_frames: int
-    n_mobile: int
-    n_blocks: int
-    frequencies_THz: np.ndarray
-    kept: np.ndarray
-    contributions_cm2_s: np.ndarray
-    diagonal_cm2_s: np.ndarray
-    modal_equipartition: np.ndarray
-    tau_ps: np.ndarray
-    running_total_cm2_s: np.ndarray
-    running_harmonic_cm2_s: np.ndarray
-    collective_diffusivity_cm2_s: float
-    collective_diffusivity_err: float
-    reference_cm2_s: float
-    mdma_total_cm2_s: float
-    mdma_total_err: float
-    sum_rule_relative_error: float
-    completeness_relative_error: float
-    harmonic_fraction: float
-    harmonic_fraction_err: float
-    equal_time_anharmonic_fraction: float
-    equal_time_anharmonic_fraction_err: float
-    mean_frequency_THz: float
-    oe_mean_frequency_THz: float = float("nan")
-    oe_mean_frequency_err: float = float("nan")
-    class_fractions: Mapping[str, float] | None = None
-    class_fractions_err: Mapping[str, float] | None = None
-    mode_class_labels: np.ndarray | None = None
-    matrix_cm2_s: np.ndarray | None = None
-    bin_edges_THz: np.ndarray | None = None
-    binned_matrix_cm2_s: np.ndarray | None = None
-    metadata: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def anharmonic_fraction(self) -> float:
-        return 1.0 - self.harmonic_fraction
-
-    def top_modes(self, n: int = 5) -> list[dict]:
-        """The n modes with the largest contribution: index, frequency, class, contribution, fraction."""
-        order = np.argsort(-self.contributions_cm2_s, kind="stable")[:n]
-        return [{"mode_index": int(k), "frequency_THz": float(self.frequencies_THz[k]),
-                 "class": None if self.mode_class_labels is None else str(self.mode_class_labels[k]),
-                 "contribution_cm2_s": float(self.contributions_cm2_s[k]),
-                 "fraction": float(self.contributions_cm2_s[k] / self.mdma_total_cm2_s)} for k in order]
-
-    def to_dict(self, n_top: int = 5) -> dict:
-        """JSON-ready summary (the command's keys)."""
-        eq = self.modal_equipartition[np.abs(self.frequencies_THz) >= ACOUSTIC_THRESHOLD_THZ]
-        return {
-            "convention": self.convention, "tau_max_ps": self.tau_max_ps,
-            "frame_interval_fs": self.frame_interval_fs, "temperature_K": self.temperature_K,
-            "n_frames": self.n_frames, "n_mobile": self.n_mobile, "n_blocks": self.n_blocks,
-            "collective_diffusivity_cm2_s": self.collective_diffusivity_cm2_s,
-            "collective_diffusivity_cm2_s_err": self.collective_diffusivity_err,
-            "mdma_total_cm2_s": self.mdma_total_cm2_s, "mdma_total_cm2_s_err": self.mdma_total_err,
-            "reference_cm2_s": self.reference_cm2_s,
-            "sum_rule_relative_error": self.sum_rule_relative_error,
-            "completeness_relative_error": self.completeness_relative_error,
-            "harmonic_fraction": self.harmonic_fraction, "harmonic_fraction_err": self.harmonic_fraction_err,
-            "anharmonic_fraction": self.anharmonic_fraction,
-            "anharmonic_fraction_err": self.harmonic_fraction_err,
-            "class_fractions": None if self.class_fractions is None else dict(self.class_fractions),
-            "class_fractions_err": None if self.class_fractions_err is None else dict(self.class_fractions_err),
-            "oe_mean_frequency_THz": self.oe_mean_frequency_THz,
-            "oe_mean_frequency_THz_err": self.oe_mean_frequency_err,
-            "mean_frequency_THz": self.mean_frequency_THz,
-            "equal_time_anharmonic_fraction": self.equal_time_anharmonic_fraction,
-            "equal_time_anharmonic_fraction_err": self.equal_time_anharmonic_fraction_err,
-            "modal_equipartition": {"mean": float(eq.mean()) if eq.size else float("nan"),
-                                    "std": float(eq.std()) if eq.size else float("nan"),
-                                    "min": float(eq.min(initial=np.inf)), "max": float(eq.max(initial=-np.inf)),
-                                    "n_modes": int(eq.size),
-                                    "excluded": f"|f| < {ACOUSTIC_THRESHOLD_THZ} THz (acoustic)"},
-            "top_modes": self.top_modes(n_top),
-        }
-
-
-@dataclass(frozen=True, eq=False)
-class BinnedMDMA:
-    """Result of :func:`mdma_binned`: D_{bb'} (B, B) and per-mode sums (M,), cm²/s."""
-
-    convention: str
-    tau_max_ps: float
-    bin_edges_THz: np.ndarray
-    matrix_cm2_s: np.ndarray
-    contributions_cm2_s: np.ndarray
-    diagonal_cm2_s: np.ndarray
-    reference_cm2_s: float
-    total_cm2_s: float
-    sum_rule_relative_error: float
-    completeness_relative_error: float
 
 
 # ---- validation ---------------------------------------------------------------------------------
@@ -276,6 +165,26 @@ def _gordiz_msq(v, masses, eigenvectors, n_modes, block=512) -> np.ndarray:
     return out
 
 
+def _collective(sums, v, mobile_idx, conv, segments, tau_max_ps, dt_fs, block_frames) -> list:
+    """Green–Kubo D_σ of the whole run and of each block, with the Gordiz estimator (for "gordiz" the sums'
+    reference; the notebook convention's reference is not D_σ)."""
+    if conv.name == "gordiz":
+        return [s.reference for s in sums]
+    k_gk = _n_lags(tau_max_ps, dt_fs, len(v), block_frames)
+    v_li = v[:, mobile_idx].sum(axis=1)
+    return [green_kubo(v_li[a:b], len(mobile_idx), k_gk, dt_fs) for a, b in segments]
+
+
+def _matrix(v, masses, mobile_idx, evec, conv, kept, n_lags, dt_fs) -> np.ndarray:
+    """The full D_{n,n'} (M, M), cm²/s, dropped modes zeroed (a callable ``evec`` is materialised)."""
+    if callable(evec):
+        evec = _columns(evec, 0, len(kept), 3 * len(masses))
+    w, u, pref = projection_weights(masses, mobile_idx, conv)
+    qd = modal_velocities(v, evec, w)
+    qd[:, ~kept] = 0.0
+    return mdma_matrix(qd, mobile_vectors(evec, u), n_lags, dt_fs, pref)
+
+
 # ---- fronts -------------------------------------------------------------------------------------------
 def run_mdma(velocities, masses, mobile, frequencies_THz, eigenvectors: EigenvectorSource,
              frame_interval_fs: float, temperature_K: float, tau_max_ps: float | None = None,
@@ -317,28 +226,15 @@ def run_mdma(velocities, masses, mobile, frequencies_THz, eigenvectors: Eigenvec
     segments = [(0, F)] + ([(b * fb, (b + 1) * fb) for b in range(n_blocks)] if n_blocks > 1 else [])
     bins = None if bin_edges_THz is None else frequency_bin_index(freq, bin_edges_THz)
     n_bins = 0 if bins is None else len(bin_edges_THz) - 1
-    sums = modal_sums(v, masses, mobile_idx, evec, freq, frame_interval_fs, k, segments, conv, bins, n_bins,
-                      column_block)
+    sums = modal_sums(v, masses, mobile_idx, evec, freq,
+                      SumSettings(frame_interval_fs, k, segments, conv, bins, n_bins, column_block))
     summ = [_summary(s, conv, freq, labels) for s in sums]
     full, blocks = summ[0], summ[1:]
-    # Green–Kubo D_σ with the Gordiz estimator (the notebook convention's reference is not D_σ)
-    if conv.name == "gordiz":
-        gk = [s.reference for s in sums]
-    else:
-        k_gk = _n_lags(tau_max_ps, frame_interval_fs, F, fb)
-        v_li = v[:, mobile_idx].sum(axis=1)
-        gk = [green_kubo(v_li[a:b], len(mobile_idx), k_gk, frame_interval_fs) for a, b in segments]
+    gk = _collective(sums, v, mobile_idx, conv, segments, tau_max_ps, frame_interval_fs, fb)
     msq = sums[0].msq if conv.mass_weighted else _gordiz_msq(v, masses, evec, M)
     kt = units.kB * temperature_K
     keep_matrix = (M <= MAX_MATRIX_MODES and not callable(evec)) if keep_matrix is None else keep_matrix
-    matrix = None
-    if keep_matrix:
-        if callable(evec):
-            evec = _columns(evec, 0, M, 3 * len(masses))
-        w, u, pref = projection_weights(masses, mobile_idx, conv)
-        qd = modal_velocities(v, evec, w)
-        qd[:, ~sums[0].kept] = 0.0
-        matrix = mdma_matrix(qd, mobile_vectors(evec, u), k, frame_interval_fs, pref)
+    matrix = _matrix(v, masses, mobile_idx, evec, conv, sums[0].kept, k, frame_interval_fs) if keep_matrix else None
     total = float(matrix.sum()) if matrix is not None else full["total"]
     class_fr = None if labels is None else {c: full[c] for c in O_CLASSES}
     class_err = None if labels is None else {c: _err(blocks, c) for c in O_CLASSES}
@@ -382,8 +278,8 @@ def mdma_binned(velocities, masses, mobile, frequencies_THz, eigenvectors: Eigen
     F = len(v)
     k = _n_lags(tau_max_ps, frame_interval_fs, F, F, conv.first_trapezoid_only)
     bins = frequency_bin_index(freq, bin_edges_THz)
-    (seg,) = modal_sums(v, masses, mobile_idx, evec, freq, frame_interval_fs, k, [(0, F)], conv, bins,
-                        len(bin_edges_THz) - 1, column_block)
+    (seg,) = modal_sums(v, masses, mobile_idx, evec, freq,
+                        SumSettings(frame_interval_fs, k, [(0, F)], conv, bins, len(bin_edges_THz) - 1, column_block))
     c = seg.cols if conv.column_sums else 0.5 * (seg.rows + seg.cols)
     total = float(seg.binned.sum())
     return BinnedMDMA(conv.name, k * frame_interval_fs / 1000.0, np.asarray(bin_edges_THz, float), seg.binned,

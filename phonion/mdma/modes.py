@@ -22,16 +22,17 @@ orthonormal pair √2 Re u, √2 Im u; at q ≡ −q, e^I is real and so is u.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import units
 
+from phonion.mdma.modes_classes import O_CLASSES, ModeClasses, mode_classes  # noqa: F401  (re-exported)
+
 __all__ = ["THZ_PER_SQRT_EV_A2_AMU", "Modes", "ModeClasses", "frequencies_from_eigenvalues",
            "modes_from_force_constants", "map_to_primitive", "modes_for_supercell",
-           "SupercellModeColumns", "supercell_mode_columns",
+           "BlochBlocks", "SupercellModeColumns", "supercell_mode_columns",
            "mode_classes", "save_modes", "load_modes"]
 
 #: √(eV/(Å² amu)) in THz (cycles): √(e / amu) / Å / 2π / 1e12 = 15.633302...
@@ -188,20 +189,38 @@ def _dynamical_matrix(phonon):
     return get_dynamical_matrix(fc, phonon.supercell, phonon.primitive, nac_params=None)
 
 
+@dataclass(frozen=True, eq=False)
+class BlochBlocks:
+    """What :class:`SupercellModeColumns` builds its columns from (made by :func:`supercell_mode_columns`).
+
+    blocks : list of (q-point index, eigenvectors e^I (3n, 3n)) per diagonalised q (one per ±q pair)
+    rows : (3N,) int, the e^I row of every MD-cell row;  lattice : (N, 3) int, R_l of every MD atom
+    qpoints : (n_q, 3) commensurate q-points;  n_cells : primitive cells in the MD cell
+    source : (3N, 3) int, per mode in frequency order: block, band, part (0: q ≡ −q; 1, 2: √2 Re, √2 Im)
+    """
+
+    blocks: list
+    rows: np.ndarray
+    lattice: np.ndarray
+    qpoints: np.ndarray
+    n_cells: int
+    source: np.ndarray
+
+
 class SupercellModeColumns:
     """The MD cell's Γ modes from phonopy's D(q), as a column source that never needs the
     (3N, 3N) matrix: ``cols(start, stop)`` gives eigenvectors ``start:stop`` (frequency order)
     as a real (3N, stop − start) array, the callable form :mod:`phonion.mdma.mdma` accepts.
 
-    Built by :func:`supercell_mode_columns`. Attributes as :class:`Modes` (``frequencies_THz``,
-    ``masses``, ``symbols``, ``positions``, ``cell``, ``qpoints``, ``q_index``) plus ``n_modes``.
+    Built by :func:`supercell_mode_columns` from :class:`BlochBlocks`. Attributes as :class:`Modes`
+    (``frequencies_THz``, ``masses``, ``symbols``, ``positions``, ``cell``, ``qpoints``, ``q_index``)
+    plus ``n_modes``.
     """
 
-    def __init__(self, blocks, rows, lattice, qs, n_cells, frequencies_THz, q_index, source,
-                 masses, symbols, positions, cell):
-        self._blocks, self._rows, self._lattice = blocks, rows, lattice
-        self._n_cells, self._source = n_cells, source
-        self.qpoints, self.frequencies_THz, self.q_index = qs, frequencies_THz, q_index
+    def __init__(self, bloch: BlochBlocks, frequencies_THz, q_index, masses, symbols, positions, cell):
+        self._blocks, self._rows, self._lattice = bloch.blocks, bloch.rows, bloch.lattice
+        self._n_cells, self._source = bloch.n_cells, bloch.source
+        self.qpoints, self.frequencies_THz, self.q_index = bloch.qpoints, frequencies_THz, q_index
         self.masses, self.symbols, self.positions, self.cell = masses, symbols, positions, cell
         self.n_modes = len(frequencies_THz)
 
@@ -269,9 +288,9 @@ def supercell_mode_columns(phonon, md_atoms, tolerance_A: float = 0.3) -> Superc
     order = np.argsort(lam, kind="stable")
     q_index = np.array([blocks[b][0] for b in source[order, 0]])
     rows = (3 * kappa[:, None] + np.arange(3)).ravel()            # row of e^I for each MD row
-    return SupercellModeColumns(blocks, rows, lattice, qs, n_cells,
+    return SupercellModeColumns(BlochBlocks(blocks, rows, lattice, qs, n_cells, source[order]),
                                 frequencies_from_eigenvalues(lam[order]), q_index,
-                                source[order], pmass[kappa], tuple(psym[k] for k in kappa),
+                                pmass[kappa], tuple(psym[k] for k in kappa),
                                 (lattice + fprim[kappa]) @ A, np.array(md_atoms.cell.array))
 
 
@@ -308,66 +327,6 @@ def modes_for_supercell(phonon, md_atoms, tolerance_A: float = 0.3) -> Modes:
     c = supercell_mode_columns(phonon, md_atoms, tolerance_A)
     return Modes(c.frequencies_THz, c(0, c.n_modes), c.masses, c.symbols, c.positions, c.cell,
                  c.qpoints, c.q_index)
-
-
-@dataclass(frozen=True, eq=False)
-class ModeClasses:
-    """Per-mode share of the vibration amplitude Σ_{i∈group} |e_{i,n}|² (each shape (3N,)).
-
-    Attributes
-    ----------
-    class_weights : dict of str to numpy.ndarray (3N,)
-        For ``O_e``, ``O_c``, ``O_n`` (and ``other`` if given).
-    species_weights : dict of str to numpy.ndarray (3N,)
-    dominant : numpy.ndarray of str, shape (3N,)
-        The O class with the largest weight among O_e, O_c, O_n (``""`` if all are 0).
-    participation_ratio : numpy.ndarray, shape (3N,)
-        PR_n = (Σ_i |e_{i,n}|²)² / (N Σ_i |e_{i,n}|⁴): 1/N for one atom, 1 for all equal.
-    """
-
-    class_weights: dict
-    species_weights: dict
-    dominant: np.ndarray
-    participation_ratio: np.ndarray
-
-
-O_CLASSES = ("O_e", "O_c", "O_n")
-
-
-def mode_classes(modes: Modes, classes) -> ModeClasses:
-    """Amplitude of each mode on each O class and species, dominant O class, participation ratio.
-
-    Parameters
-    ----------
-    modes : Modes
-    classes : SiteClasses or mapping
-        ``O_e``, ``O_c``, ``O_n`` (optionally ``other``) as atom indices of the *MD cell* (the
-        cell of ``modes``), e.g. ``phonion.mdma.sites.classify_oxygens(md_atoms)``.
-    """
-    w = modes.atom_weights()                                     # (N, 3N)
-    n = modes.n_atoms
-
-    def get(name):
-        val = classes.get(name) if isinstance(classes, Mapping) else getattr(classes, name, None)
-        return None if val is None else np.asarray(val, dtype=int)
-
-    class_weights = {}
-    for name in O_CLASSES + ("other",):
-        idx = get(name)
-        if idx is None:
-            if name == "other":
-                continue
-            raise ValueError(f"classes has no {name!r}")
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"class {name} has indices outside the {n}-atom cell of the modes")
-        class_weights[name] = w[idx].sum(axis=0)
-    stack = np.array([class_weights[c] for c in O_CLASSES])
-    dominant = np.array(O_CLASSES)[stack.argmax(axis=0)]
-    dominant = np.where(stack.max(axis=0) > 0, dominant, "")
-    sym = np.array(modes.symbols)
-    species = {s: w[sym == s].sum(axis=0) for s in dict.fromkeys(modes.symbols)}
-    pr = w.sum(axis=0) ** 2 / (n * (w ** 2).sum(axis=0))
-    return ModeClasses(class_weights, species, dominant, pr)
 
 
 def save_modes(modes: Modes, path) -> Path:

@@ -121,9 +121,44 @@ def load_phonons(path: str | os.PathLike, supercell_matrix=None, primitive_matri
     if not p.exists():
         raise ValueError(f"{p}: no such file or directory")
     directory = p if p.is_dir() else p.parent
-    name = p.name if p.is_file() else None
     born = _first(directory, ["BORN"])
+    yaml, fc_file, sets_file = _pick_files(p, directory)
+    kwargs = dict(primitive_matrix=primitive_matrix, is_compact_fc=False, produce_fc=True,
+                  symprec=symprec, log_level=0, supercell_matrix=supercell_matrix)
+    cell_source, data, fc_file, sets_file = _route(yaml, fc_file, sets_file, directory, supercell_matrix)
+    if "phonopy_yaml" in cell_source and data is None:
+        data = _yaml_holds(cell_source["phonopy_yaml"])[2]
+    is_nac = born is not None or (data is not None and data.nac_params is not None)
+    # force constants read from a file are kept as they are (symmetrised below only if the
+    # acoustic sum rule fails); force constants produced from forces are symmetrised
+    from_fc = fc_file is not None or (data is not None and data.force_constants is not None)
+    try:
+        phonon = phonopy.load(**cell_source, **kwargs, is_nac=is_nac, born_filename=born,
+                              force_constants_filename=fc_file, force_sets_filename=sets_file,
+                              symmetrize_fc=not from_fc)
+    except Exception as exc:  # phonopy raises many kinds; say which files were used
+        used = [str(f) for f in (*cell_source.values(), fc_file, sets_file) if f is not None]
+        raise ValueError(f"phonopy could not load {', '.join(used)}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if phonon.force_constants is None:
+        raise ValueError(f"{p}: phonopy produced no force constants from these files")
+    fc = phonon.force_constants
+    if fc.shape[0] != fc.shape[1]:
+        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
 
+        phonon.force_constants = compact_fc_to_full_fc(phonon.primitive, fc)
+    residual = float(np.abs(phonon.force_constants.sum(axis=1)).max())
+    if residual > ASR_TOLERANCE:
+        warnings.warn(f"{p}: force constants break the acoustic sum rule (max |sum_j Phi_ij| = "
+                      f"{residual:.2e} eV/Å²); symmetrised with phonopy", stacklevel=2)
+        phonon.symmetrize_force_constants(show_drift=False)
+    return phonon
+
+
+def _pick_files(p: Path, directory: Path):
+    """(phonopy yaml, force-constants file, FORCE_SETS file), each or None, for the path given (a file names
+    its route; in a directory ``phonopy_params.yaml`` is preferred, then ``FORCE_CONSTANTS``, then ``FORCE_SETS``)."""
+    name = p.name if p.is_file() else None
     yaml = None
     fc_file = sets_file = None
     if name is None:
@@ -143,9 +178,11 @@ def load_phonons(path: str | os.PathLike, supercell_matrix=None, primitive_matri
         sets_file = p
     else:
         yaml = p
+    return yaml, fc_file, sets_file
 
-    kwargs = dict(primitive_matrix=primitive_matrix, is_compact_fc=False, produce_fc=True,
-                  symprec=symprec, log_level=0, supercell_matrix=supercell_matrix)
+
+def _route(yaml, fc_file, sets_file, directory: Path, supercell_matrix):
+    """(phonopy.load's cell keyword, parsed yaml or None, force-constants file, FORCE_SETS file) of the route."""
     if yaml is not None:  # route 1, or a yaml holding only the cell + dataset
         has_fc, has_forces, data = _yaml_holds(yaml)
         fc_file = _first(directory, [HDF5_NAME])  # exact copy of what the yaml holds
@@ -178,33 +215,7 @@ def load_phonons(path: str | os.PathLike, supercell_matrix=None, primitive_matri
                              f"supercell) in {directory}, not found")
         cell_source = {"phonopy_yaml": disp}
         data = None
-    if "phonopy_yaml" in cell_source and data is None:
-        data = _yaml_holds(cell_source["phonopy_yaml"])[2]
-    is_nac = born is not None or (data is not None and data.nac_params is not None)
-    # force constants read from a file are kept as they are (symmetrised below only if the
-    # acoustic sum rule fails); force constants produced from forces are symmetrised
-    from_fc = fc_file is not None or (data is not None and data.force_constants is not None)
-    try:
-        phonon = phonopy.load(**cell_source, **kwargs, is_nac=is_nac, born_filename=born,
-                              force_constants_filename=fc_file, force_sets_filename=sets_file,
-                              symmetrize_fc=not from_fc)
-    except Exception as exc:  # phonopy raises many kinds; say which files were used
-        used = [str(f) for f in (*cell_source.values(), fc_file, sets_file) if f is not None]
-        raise ValueError(f"phonopy could not load {', '.join(used)}: "
-                         f"{type(exc).__name__}: {exc}") from exc
-    if phonon.force_constants is None:
-        raise ValueError(f"{p}: phonopy produced no force constants from these files")
-    fc = phonon.force_constants
-    if fc.shape[0] != fc.shape[1]:
-        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
-
-        phonon.force_constants = compact_fc_to_full_fc(phonon.primitive, fc)
-    residual = float(np.abs(phonon.force_constants.sum(axis=1)).max())
-    if residual > ASR_TOLERANCE:
-        warnings.warn(f"{p}: force constants break the acoustic sum rule (max |sum_j Phi_ij| = "
-                      f"{residual:.2e} eV/Å²); symmetrised with phonopy", stacklevel=2)
-        phonon.symmetrize_force_constants(show_drift=False)
-    return phonon
+    return cell_source, data, fc_file, sets_file
 
 
 # ---------------------------------------------------------------- result writers

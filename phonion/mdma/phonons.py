@@ -188,6 +188,48 @@ def _dominant_atoms(vector: np.ndarray, symbols: Sequence[str], top: int = 3) ->
     return [{"index": int(i), "symbol": symbols[i], "weight": float(w[i])} for i in order]
 
 
+def _dos(phonon: Phonopy, symbols: list[str]):
+    """Total and projected DOS on the mesh just run: (frequencies, total, per atom, species, by species)."""
+    n = len(symbols)
+    dos = phonon.run_total_dos()
+    fpts, total = np.asarray(dos.frequency_points), np.asarray(dos.dos)
+    pd = phonon.run_projected_dos()
+    per_atom = np.asarray(pd.projected_dos)
+    species = list(dict.fromkeys(symbols))
+    by_species = _group_pdos(per_atom, {s: [i for i in range(n) if symbols[i] == s]
+                                        for s in species})
+    return fpts, total, per_atom, species, by_species
+
+
+def _class_pdos(per_atom: np.ndarray, classes, n: int) -> dict[str, np.ndarray]:
+    """Projected DOS summed over the atoms of each O class (indices of the phonopy cell of ``n`` atoms)."""
+    get = classes.get if isinstance(classes, Mapping) else lambda k: getattr(classes, k, None)
+    groups = {name: np.asarray(get(name) if get(name) is not None else [], dtype=int)
+              for name in ("O_e", "O_c", "O_n")}
+    for name, idx in groups.items():
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"class {name} has atom indices outside the phonopy cell "
+                             f"({n} atoms): classes must index phonon.primitive")
+    return _group_pdos(per_atom, groups)
+
+
+def _imaginary_modes(phonon: Phonopy, qs, freqs, evecs, tolerance_THz: float):
+    """(Γ frequencies, imaginary modes (q, f, e) sorted by f — Γ without its 3 acoustic modes, then the
+    non-Γ mesh q-points —, how many of them are at Γ)."""
+    gamma = phonon.run_qpoints([[0.0, 0.0, 0.0]], with_eigenvectors=True)
+    g_freqs, g_vecs = np.asarray(gamma.frequencies)[0], np.asarray(gamma.eigenvectors)[0]
+    acoustic = set(np.argsort(np.abs(g_freqs), kind="stable")[:3].tolist())
+    imag = [(np.zeros(3), g_freqs[b], g_vecs[:, b]) for b in range(len(g_freqs))
+            if b not in acoustic and g_freqs[b] < -tolerance_THz]
+    n_gamma = len(imag)
+    not_gamma = np.abs(qs - np.round(qs)).max(axis=1) > 1e-12
+    for iq in np.flatnonzero(not_gamma):
+        for b in np.flatnonzero(freqs[iq] < -tolerance_THz):
+            imag.append((qs[iq], freqs[iq, b], evecs[iq][:, b]))
+    imag.sort(key=lambda t: t[1])
+    return g_freqs, imag, n_gamma
+
+
 def phonon_summary(phonon: Phonopy, classes=None, mesh=(8, 8, 8), mobile: str = "Li",
                    tolerance_THz: float = 0.05, band_npoints: int = 51,
                    band_path: str = "auto", max_reported_modes: int = 50) -> dict:
@@ -242,35 +284,9 @@ def phonon_summary(phonon: Phonopy, classes=None, mesh=(8, 8, 8), mobile: str = 
                     is_mesh_symmetry=False, is_gamma_center=True)
     m = phonon.mesh
     qs, freqs, evecs = np.asarray(m.qpoints), np.asarray(m.frequencies), m.eigenvectors
-    dos = phonon.run_total_dos()
-    fpts, total = np.asarray(dos.frequency_points), np.asarray(dos.dos)
-    pd = phonon.run_projected_dos()
-    per_atom = np.asarray(pd.projected_dos)
-    species = list(dict.fromkeys(symbols))
-    by_species = _group_pdos(per_atom, {s: [i for i in range(n) if symbols[i] == s]
-                                        for s in species})
-    by_class = {}
-    if classes is not None:
-        get = classes.get if isinstance(classes, Mapping) else lambda k: getattr(classes, k, None)
-        groups = {name: np.asarray(get(name) if get(name) is not None else [], dtype=int)
-                  for name in ("O_e", "O_c", "O_n")}
-        for name, idx in groups.items():
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"class {name} has atom indices outside the phonopy cell "
-                                 f"({n} atoms): classes must index phonon.primitive")
-        by_class = _group_pdos(per_atom, groups)
-
-    gamma = phonon.run_qpoints([[0.0, 0.0, 0.0]], with_eigenvectors=True)
-    g_freqs, g_vecs = np.asarray(gamma.frequencies)[0], np.asarray(gamma.eigenvectors)[0]
-    acoustic = set(np.argsort(np.abs(g_freqs), kind="stable")[:3].tolist())
-    imag = [(np.zeros(3), g_freqs[b], g_vecs[:, b]) for b in range(len(g_freqs))
-            if b not in acoustic and g_freqs[b] < -tolerance_THz]
-    n_gamma = len(imag)
-    not_gamma = np.abs(qs - np.round(qs)).max(axis=1) > 1e-12
-    for iq in np.flatnonzero(not_gamma):
-        for b in np.flatnonzero(freqs[iq] < -tolerance_THz):
-            imag.append((qs[iq], freqs[iq, b], evecs[iq][:, b]))
-    imag.sort(key=lambda t: t[1])
+    fpts, total, per_atom, species, by_species = _dos(phonon, symbols)
+    by_class = {} if classes is None else _class_pdos(per_atom, classes, n)
+    g_freqs, imag, n_gamma = _imaginary_modes(phonon, qs, freqs, evecs, tolerance_THz)
     report = [{"q": [float(x) for x in q], "frequency_THz": float(f),
                "dominant_atoms": _dominant_atoms(v, symbols)}
               for q, f, v in imag[:max_reported_modes]]

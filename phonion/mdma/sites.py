@@ -277,6 +277,54 @@ def polyhedral_sharing(atoms: ase.Atoms, mobile: str = "Li", anion: str = "O",
     return out
 
 
+def _candidates(present: list[str], mobile: str, anion: str, framework) -> tuple[list[str], list[str] | None]:
+    """Checked species: (framework candidates, the user's framework as a list or None)."""
+    if mobile == anion:
+        raise ValueError(f"mobile and anion species are both {mobile!r}")
+    if mobile not in present:
+        raise ValueError(f"mobile species {mobile!r} is not in the structure, so there are no "
+                         f"mobile ions to classify around (species present: {present})")
+    if anion not in present:
+        raise ValueError(f"anion species {anion!r} is not in the structure "
+                         f"(species present: {present})")
+    # a cation is less electronegative (Pauling) than the anion: this keeps a second anion
+    # (I⁻ in Li6PS5I with anion S) out of the automatic framework
+    from pymatgen.core.periodic_table import Element
+
+    chi_anion = Element(anion).X
+    candidates = [s for s in present if s not in (mobile, anion) and Element(s).X < chi_anion]
+    if framework is not None:
+        framework = [framework] if isinstance(framework, str) else list(framework)
+        for s in framework:
+            if s in (mobile, anion):
+                raise ValueError(f"framework species {s!r} is the mobile or anion species")
+            if s not in present:
+                raise ValueError(f"framework species {s!r} is not in the structure "
+                                 f"(species present: {present})")
+        candidates = list(dict.fromkeys(candidates + framework))  # the user's choice wins
+    return candidates, framework
+
+
+def _edges_and_corners(sharing, is_fw: np.ndarray):
+    """Per mobile ion its edge- and corner-shared anions with framework polyhedra, and the union of each."""
+    per_mobile: dict[int, dict[str, list[int]]] = {}
+    O_e: set[int] = set()
+    O_c_cand: set[int] = set()
+    for m, shared in sharing.items():
+        edge_pos: set[Ligand] = set()
+        corner_pos: set[Ligand] = set()
+        for (k, _), pos in shared.items():
+            if not is_fw[k]:
+                continue
+            (edge_pos if len(pos) >= 2 else corner_pos).update(pos)
+        e = {lig for lig, _ in edge_pos}
+        c = {lig for lig, _ in corner_pos} - e
+        per_mobile[m] = {"O_e": sorted(e), "O_c": sorted(c)}
+        O_e |= e
+        O_c_cand |= c
+    return per_mobile, O_e, O_c_cand
+
+
 def classify_oxygens(atoms: ase.Atoms, mobile: str = "Li", anion: str = "O",
                      framework: Sequence[str] | None = None, tolerance: float = 0.25,
                      max_distance: float = 3.5) -> SiteClasses:
@@ -312,30 +360,7 @@ def classify_oxygens(atoms: ase.Atoms, mobile: str = "Li", anion: str = "O",
         is absent or is the mobile/anion species, or no mobile ion has an anion neighbour.
     """
     symbols = np.array(atoms.get_chemical_symbols())
-    present = _species_order(symbols)
-    if mobile == anion:
-        raise ValueError(f"mobile and anion species are both {mobile!r}")
-    if mobile not in present:
-        raise ValueError(f"mobile species {mobile!r} is not in the structure, so there are no "
-                         f"mobile ions to classify around (species present: {present})")
-    if anion not in present:
-        raise ValueError(f"anion species {anion!r} is not in the structure "
-                         f"(species present: {present})")
-    # a cation is less electronegative (Pauling) than the anion: this keeps a second anion
-    # (I⁻ in Li6PS5I with anion S) out of the automatic framework
-    from pymatgen.core.periodic_table import Element
-
-    chi_anion = Element(anion).X
-    candidates = [s for s in present if s not in (mobile, anion) and Element(s).X < chi_anion]
-    if framework is not None:
-        framework = [framework] if isinstance(framework, str) else list(framework)
-        for s in framework:
-            if s in (mobile, anion):
-                raise ValueError(f"framework species {s!r} is the mobile or anion species")
-            if s not in present:
-                raise ValueError(f"framework species {s!r} is not in the structure "
-                                 f"(species present: {present})")
-        candidates = list(dict.fromkeys(candidates + framework))  # the user's choice wins
+    candidates, framework = _candidates(_species_order(symbols), mobile, anion, framework)
 
     mobile_idx = np.flatnonzero(symbols == mobile)
     cation_idx = np.flatnonzero(np.isin(symbols, candidates))
@@ -355,21 +380,7 @@ def classify_oxygens(atoms: ase.Atoms, mobile: str = "Li", anion: str = "O",
     framework_t = tuple(_species_order(framework))
     is_fw = np.isin(symbols, framework_t)
 
-    per_mobile: dict[int, dict[str, list[int]]] = {}
-    O_e: set[int] = set()
-    O_c_cand: set[int] = set()
-    for m, shared in sharing.items():
-        edge_pos: set[Ligand] = set()
-        corner_pos: set[Ligand] = set()
-        for (k, _), pos in shared.items():
-            if not is_fw[k]:
-                continue
-            (edge_pos if len(pos) >= 2 else corner_pos).update(pos)
-        e = {lig for lig, _ in edge_pos}
-        c = {lig for lig, _ in corner_pos} - e
-        per_mobile[m] = {"O_e": sorted(e), "O_c": sorted(c)}
-        O_e |= e
-        O_c_cand |= c
+    per_mobile, O_e, O_c_cand = _edges_and_corners(sharing, is_fw)
     conflicts = O_e & O_c_cand
     O_c = O_c_cand - O_e
 

@@ -44,7 +44,6 @@ foundation model lacks (``check_elements``).
 from __future__ import annotations
 
 import glob
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +53,10 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-SPLITS = ("train", "val", "test")
-#: keys under which atoms carry the reference labels (mace's recommended REF_* names)
-KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
+from phonion.mlip.data_mace import KEYS, check_elements, keyspec, to_atomic_data  # noqa: F401  (re-exported)
+from phonion.mlip.data_numerics import (  # noqa: F401  (re-exported; work_slope is looked up here by _check_run)
+    SPLITS, fit_e0s, split_indices, temperature_from_name, work_slope,
+)
 
 
 @dataclass(frozen=True)
@@ -160,65 +160,6 @@ class Dataset:
                           "n_frames": r.n_frames, "reference_kind": r.reference_kind,
                           **{f"{s}_frames": [int(r.indices[s][0]), int(r.indices[s][-1])]
                              if len(r.indices[s]) else [] for s in SPLITS}} for r in self.runs]}
-
-
-# ---- pure numerics ---------------------------------------------------------------------------
-def split_indices(n_frames: int, fractions=(0.8, 0.1, 0.1), n_blocks: int = 1,
-                  gap_frames: int = 5) -> dict:
-    """Time-block split of frames 0 … n_frames−1 (see the module docstring).
-
-    Returns
-    -------
-    dict split name → ndarray of int, ascending; disjoint; a gap of ``gap_frames`` after every
-    block boundary.
-    """
-    out = {s: [] for s in SPLITS}
-    edges = np.linspace(0, n_frames, n_blocks + 1).round().astype(int)
-    cum = np.concatenate([[0.0], np.cumsum(fractions)])
-    for b in range(n_blocks):
-        lo, hi = edges[b], edges[b + 1]
-        cuts = (lo + np.round(cum * (hi - lo))).astype(int)
-        for k, name in enumerate(SPLITS):
-            start = cuts[k] + (gap_frames if (k > 0 or b > 0) else 0)
-            out[name].append(np.arange(start, cuts[k + 1]))
-    return {s: np.concatenate(v).astype(int) for s, v in out.items()}
-
-
-def fit_e0s(counts: np.ndarray, energies: np.ndarray) -> tuple[np.ndarray, int]:
-    """Least-squares E0s: min ‖energies − counts @ e0‖².
-
-    Parameters
-    ----------
-    counts : ndarray, shape=(F, Z), atoms of each element per frame
-    energies : ndarray, shape=(F,), eV, total energies
-
-    Returns
-    -------
-    e0 : ndarray, shape=(Z,), eV per atom (minimum-norm solution if rank-deficient)
-    rank : int, rank of ``counts`` (< Z: the E0s are not individually identifiable)
-    """
-    e0, _, rank, _ = np.linalg.lstsq(np.asarray(counts, float), np.asarray(energies, float), rcond=None)
-    return e0, int(rank)
-
-
-def work_slope(r0, r1, f0, f1, e0, e1) -> tuple[float, float]:
-    """Slope and correlation of ΔE = e1 − e0 against −W over pairs of consecutive frames.
-
-    W = ½ (f0 + f1) · (r1 − r0) is the work of the forces (trapezoid rule). Arrays: positions
-    (P, N, 3) Å unwrapped, forces (P, N, 3) eV/Å, energies (P,) eV. For a potential energy and
-    its forces in consistent units ΔE ≈ −W: slope ≈ 1 (correlation ≈ 1 for close frames).
-    """
-    work = 0.5 * np.einsum("pnk,pnk->p", f0 + f1, r1 - r0)
-    de = e1 - e0
-    if len(de) < 2 or np.std(work) == 0 or np.std(de) == 0:
-        return float("nan"), 0.0
-    return float(np.dot(-work, de) / np.dot(work, work)), float(np.corrcoef(-work, de)[0, 1])
-
-
-def temperature_from_name(text: str) -> float | None:
-    """Temperature label from a path such as ``runs/700K/XDATCAR`` or ``li_1100K.h5`` (last match)."""
-    hits = re.findall(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s*K(?![A-Za-z])", str(text))
-    return float(hits[-1]) if hits else None
 
 
 # ---- reading and checking ---------------------------------------------------------------------
@@ -413,35 +354,3 @@ def _atoms(r: dict, i: int, run: int) -> Atoms:
     atoms.info.update(run=run, frame=int(i), source=r["name"],
                       temperature_K=np.nan if r["temperature_K"] is None else r["temperature_K"])
     return atoms
-
-
-# ---- to mace ------------------------------------------------------------------------------------
-def check_elements(data_zs, model_zs, dataset: Dataset | None = None, what: str = "the model") -> None:
-    """Every element of the data must be known to the model; the error names files and elements."""
-    missing = sorted(set(data_zs) - {int(z) for z in model_zs})
-    if missing:
-        where = ""
-        if dataset is not None:
-            names = {chemical_symbols[z] for z in missing}
-            where = " (in " + "; ".join(r.name for r in dataset.runs if names & set(r.elements)) + ")"
-        raise ValueError(f"{what} has no {', '.join(chemical_symbols[z] for z in missing)}{where}; it knows "
-                         f"{', '.join(chemical_symbols[int(z)] for z in model_zs)}. Train from scratch or "
-                         "use a model that covers these elements")
-
-
-def keyspec():
-    """mace's KeySpecification for the REF_* labels (``KEYS``)."""
-    from mace.data import KeySpecification
-
-    return KeySpecification(info_keys={"energy": KEYS["energy"], "stress": KEYS["stress"]},
-                            arrays_keys={"forces": KEYS["forces"]})
-
-
-def to_atomic_data(atoms_list, zs, r_max: float, heads=None) -> list:
-    """Graphs for mace: ``config_from_atoms`` → ``AtomicData.from_config`` (torch default dtype)."""
-    from mace import data as mdata
-    from mace.tools import AtomicNumberTable
-
-    spec, table = keyspec(), AtomicNumberTable(list(zs))
-    return [mdata.AtomicData.from_config(mdata.config_from_atoms(a, spec), z_table=table,
-                                         cutoff=float(r_max), heads=heads) for a in atoms_list]

@@ -221,18 +221,33 @@ def run_mdma(cfg: MDMAConfig, *, site_unit=None, phonon=None) -> MDMARun:
                          convention=cfg.convention, mobile_species=cfg.species, bin_edges_THz=edges)
     except MDMAError as exc:  # e.g. τmax longer than a block: say which run
         raise MDMAError(f"{src}: {exc}") from exc
-    summary = _summary(cfg, result, traj, freq, files, labels, site_info, edges, notes,
-                       velocities_source=vsrc, temperature_source=temp_source)
+    summary = _summary(cfg, result, traj, freq, _Found(files, labels, site_info, edges, notes, vsrc, temp_source))
     return MDMARun(result=result, summary=summary, participation=participation, class_weights=class_weights,
                    n_top=cfg.n_top)
 
 
-def _summary(cfg, result, traj, freq, files, labels, site_info, edges, notes, *, velocities_source,
-             temperature_source) -> dict:
+@dataclass(frozen=True)
+class _Found:
+    """What :func:`run_mdma` found besides the MDMA result, for its summary: the trajectory ``files``, mode class
+    ``labels`` (or None), ``site_info``, heat-map bin ``edges`` (or None), ``notes`` (appended to), and where the
+    velocities and the temperature came from."""
+
+    files: list
+    labels: object
+    site_info: object
+    edges: object
+    notes: list
+    velocities_source: str
+    temperature_source: str
+
+
+def _summary(cfg, result, traj, freq, found: _Found) -> dict:
     """The ``phonion mdma`` JSON (without ``files``) of one MDMA result."""
     from phonion.core.jsonutil import clean
     from phonion.mdma.mdma_core import ACOUSTIC_THRESHOLD_THZ
 
+    files, labels, site_info, edges, notes = found.files, found.labels, found.site_info, found.edges, found.notes
+    velocities_source, temperature_source = found.velocities_source, found.temperature_source
     dt = traj.frame_interval_fs
     if cfg.convention == "notebook":
         notes.append("notebook convention: Li-only unweighted projection, one trapezoid, acoustic modes dropped; "

@@ -109,6 +109,29 @@ def _results(atoms) -> dict:
     return dict(getattr(calc, "results", {}) or {}) if calc is not None else {}
 
 
+def _store_labels(k: int, atoms, arrays: tuple, have: dict, kinds: set) -> None:
+    """Frame ``k``'s energy, forces, stress and velocities into ``arrays`` = (energies, forces, stress, velocities);
+    ``have`` notes which quantities some frame has, ``kinds`` the energy kinds found."""
+    energies, forces, stress, vel = arrays
+    res = _results(atoms)
+    for key in ("free_energy", "energy"):
+        if res.get(key) is not None:
+            energies[k] = float(res[key])
+            kinds.add(key)
+            have["energy"] = True
+            break
+    if res.get("forces") is not None:
+        forces[k] = res["forces"]
+        have["forces"] = True
+    if res.get("stress") is not None:
+        s = np.asarray(res["stress"], dtype=float)
+        stress[k] = voigt_6_to_full_3x3_stress(s) if s.shape == (6,) else s.reshape(3, 3)
+        have["stress"] = True
+    if "momenta" in atoms.arrays:
+        vel[k] = atoms.get_velocities() * units.fs  # Å/(ASE time) → Å/fs
+        have["velocities"] = True
+
+
 def read_ase(path: str | Path) -> Trajectory:
     """Read an extxyz (``.xyz``/``.extxyz``, optionally ``.gz``) or ASE ``.traj`` file.
 
@@ -158,23 +181,7 @@ def read_ase(path: str | Path) -> Trajectory:
             raise TrajectoryError(f"{src}: frame {k + 1} has pbc {atoms.pbc.tolist()}, frame 1 {list(pbc)}")
         pos[k] = atoms.get_positions()
         cells[k] = atoms.get_cell()[:]
-        res = _results(atoms)
-        for key in ("free_energy", "energy"):
-            if res.get(key) is not None:
-                energies[k] = float(res[key])
-                kinds.add(key)
-                have["energy"] = True
-                break
-        if res.get("forces") is not None:
-            forces[k] = res["forces"]
-            have["forces"] = True
-        if res.get("stress") is not None:
-            s = np.asarray(res["stress"], dtype=float)
-            stress[k] = voigt_6_to_full_3x3_stress(s) if s.shape == (6,) else s.reshape(3, 3)
-            have["stress"] = True
-        if "momenta" in atoms.arrays:
-            vel[k] = atoms.get_velocities() * units.fs  # Å/(ASE time) → Å/fs
-            have["velocities"] = True
+        _store_labels(k, atoms, (energies, forces, stress, vel), have, kinds)
         for key in ("timestep_fs", "dt_fs"):
             if key in atoms.info:
                 timesteps.add(float(atoms.info[key]))

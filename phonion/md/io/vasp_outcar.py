@@ -165,27 +165,12 @@ def read_outcar(path: str | Path, frames: str = "positions") -> Trajectory:
     for i, line in enumerate(header):
         if "direct lattice vectors" in line:
             cell0 = _cell(lines, i, src)
-    steps = _scan(lines, first_iter, n_atoms, src)
-    complete = "General timing" in text[-20000:] and not gz_cut
-    truncated = False
-    if steps and (np.isnan(steps[-1].energy) or steps[-1].cut) and not complete:
-        steps.pop()
-        truncated = True
-    if not steps:
-        raise TrajectoryError(f"{src}: no complete ionic step" + (" (the file ends inside the first)" if truncated else ""))
-    if truncated:
-        warnings.warn(f"{src}: file ends inside ionic step {steps[-1].number + 1}; kept the "
-                      f"{len(steps)} complete ionic step(s)", TruncatedFileWarning, stacklevel=2)
-    numbers = [s.number for s in steps]
-    if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-        raise TrajectoryError(f"{src}: ionic steps are not consecutive: {numbers[:20]}")
+    steps = _complete_steps(_scan(lines, first_iter, n_atoms, src), text, gz_cut, src)
     with_table = [s for s in steps if s.table is not None]
     if not with_table:
         raise TrajectoryError(f"{src}: no POSITION/TOTAL-FORCE table in any ionic step; positions unknown")
     chosen = with_table if frames == "positions" else steps
     is_md = params["IBRION"] == 0
-    timestep = params["POTIM"] if is_md else None
-    stride = 1
     meta = {"source_files": [src], "format": "outcar", "stride_source": "file",
             "ionic_steps": [s.number for s in chosen], "n_ionic_steps": len(steps),
             "n_force_blocks": len(with_table), "ibrion": params["IBRION"], "potim": params["POTIM"],
@@ -193,32 +178,9 @@ def read_outcar(path: str | Path, frames: str = "positions") -> Trajectory:
             "masses_source": "POMASS" if pomass is not None else "standard"}
     if params["TEBEG"] is not None:
         meta["temperature_K_setting"] = params["TEBEG"]
-    if frames == "positions" and len(chosen) > 1:
-        gaps = set(np.diff(meta["ionic_steps"]).tolist())
-        if len(gaps) == 1:
-            stride = gaps.pop()
-        else:
-            if timestep is not None:
-                warnings.warn(f"{src}: POSITION tables at unevenly spaced ionic steps "
-                              f"{meta['ionic_steps']}; the time axis is unknown (timestep_fs=None). "
-                              "Use frames='all' or vasprun.xml/XDATCAR for dynamics.", stacklevel=2)
-            timestep, meta["uneven_ionic_steps"] = None, True
-    n = len(chosen)
-    has = np.array([s.table is not None for s in chosen])
-    table = np.full((n, n_atoms, 6), np.nan)
-    cells = np.full((n, 3, 3), np.nan)
-    fixed_cell = params["ISIF"] is not None and params["ISIF"] < 3
-    last_cell = cell0
-    for k, s in enumerate(chosen):
-        if s.table is not None:
-            table[k] = s.table
-        if s.cell is not None:
-            last_cell = s.cell
-        if s.cell is not None or (fixed_cell and last_cell is not None):
-            cells[k] = last_cell
-    if np.isnan(cells[has]).any():
-        raise TrajectoryError(f"{src}: an ionic step has positions but no lattice vectors")
-    positions = np.full((n, n_atoms, 3), np.nan)
+    timestep, stride = _timing(meta, frames, params["POTIM"] if is_md else None, src)
+    table, cells, has = _tables_and_cells(chosen, n_atoms, params["ISIF"], cell0, src)
+    positions = np.full((len(chosen), n_atoms, 3), np.nan)
     frac = np.einsum("fnk,fkj->fnj", table[has, :, :3], np.linalg.inv(cells[has]))
     positions[has] = unwrap_cartesian(frac, cells[has], src)
     stress = np.array([s.stress if s.stress is not None else np.full((3, 3), np.nan) for s in chosen])
@@ -229,6 +191,61 @@ def read_outcar(path: str | Path, frames: str = "positions") -> Trajectory:
         energies=np.array([s.energy for s in chosen]), stress=stress,
         temperatures_K=temps if is_md and not np.isnan(temps).all() else None,
         masses=pomass, metadata=meta)
+
+
+def _complete_steps(steps: list[_Step], text: str, gz_cut: bool, src: str) -> list[_Step]:
+    """The whole ionic steps (a last one cut by the end of the file is dropped, with a warning), consecutive."""
+    complete = "General timing" in text[-20000:] and not gz_cut
+    truncated = False
+    if steps and (np.isnan(steps[-1].energy) or steps[-1].cut) and not complete:
+        steps.pop()
+        truncated = True
+    if not steps:
+        raise TrajectoryError(f"{src}: no complete ionic step" + (" (the file ends inside the first)" if truncated else ""))
+    if truncated:
+        warnings.warn(f"{src}: file ends inside ionic step {steps[-1].number + 1}; kept the "
+                      f"{len(steps)} complete ionic step(s)", TruncatedFileWarning, stacklevel=3)
+    numbers = [s.number for s in steps]
+    if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        raise TrajectoryError(f"{src}: ionic steps are not consecutive: {numbers[:20]}")
+    return steps
+
+
+def _timing(meta: dict, frames: str, timestep, src: str):
+    """(timestep_fs, stride) of the chosen frames; POSITION tables at uneven ionic steps leave no time axis."""
+    stride = 1
+    if frames == "positions" and len(meta["ionic_steps"]) > 1:
+        gaps = set(np.diff(meta["ionic_steps"]).tolist())
+        if len(gaps) == 1:
+            stride = gaps.pop()
+        else:
+            if timestep is not None:
+                warnings.warn(f"{src}: POSITION tables at unevenly spaced ionic steps "
+                              f"{meta['ionic_steps']}; the time axis is unknown (timestep_fs=None). "
+                              "Use frames='all' or vasprun.xml/XDATCAR for dynamics.", stacklevel=3)
+            timestep, meta["uneven_ionic_steps"] = None, True
+    return timestep, stride
+
+
+def _tables_and_cells(chosen: list[_Step], n_atoms: int, isif, cell0, src: str):
+    """POSITION/TOTAL-FORCE tables (F, N, 6) and cells (F, 3, 3), NaN where a step has none (the cell is carried
+    over when ISIF < 3 fixes it), and which frames have a table (F,)."""
+    n = len(chosen)
+    has = np.array([s.table is not None for s in chosen])
+    table = np.full((n, n_atoms, 6), np.nan)
+    cells = np.full((n, 3, 3), np.nan)
+    fixed_cell = isif is not None and isif < 3
+    last_cell = cell0
+    for k, s in enumerate(chosen):
+        if s.table is not None:
+            table[k] = s.table
+        if s.cell is not None:
+            last_cell = s.cell
+        if s.cell is not None or (fixed_cell and last_cell is not None):
+            cells[k] = last_cell
+    if np.isnan(cells[has]).any():
+        raise TrajectoryError(f"{src}: an ionic step has positions but no lattice vectors")
+    return table, cells, has
 
 
 def _cell(lines: list[str], i: int, src: str) -> np.ndarray | None:

@@ -105,33 +105,9 @@ def _atominfo(elem, src: str) -> tuple[list[str], np.ndarray | None]:
     return symbols, masses
 
 
-def read_vasprun(path: str | Path) -> Trajectory:
-    """Read a VASP vasprun.xml (plain or ``.gz``) into a Trajectory, one frame per ``<calculation>``.
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    Trajectory
-        ``positions`` (F, N, 3) unwrapped Cartesian Å; ``cells`` (F, 3, 3) Å; ``forces``
-        (F, N, 3) eV/Å; ``energies`` (F,) eV (e_fr_energy); ``stress`` (F, 3, 3) eV/Å³, ASE sign;
-        NaN where a calculation lacks the quantity. ``timestep_fs`` = POTIM when IBRION = 0
-        (MD), else None; stride 1; masses from POMASS; ``metadata["temperature_K_setting"]`` = TEBEG.
-
-    Raises
-    ------
-    TrajectoryError
-        Malformed XML in the middle of the file, unreadable numbers, no species, no frame.
-
-    Warns
-    -----
-    TruncatedFileWarning
-        The XML ends with open tags (killed run); the complete calculations are kept.
-    """
-    path = Path(path)
-    src = str(path)
+def _parse(path: Path, src: str):
+    """Stream the XML: (symbols, masses, frames as ``_calculation`` tuples, INCAR + parameters settings, whether the
+    file ends with tags still open)."""
     parser = ET.XMLPullParser(events=("start", "end"))
     incar: dict = {}
     params: dict = {}
@@ -177,7 +153,37 @@ def read_vasprun(path: str | Path) -> Trajectory:
     except (OSError, zlib.error) as exc:
         raise TrajectoryError(f"{src}: cannot read ({exc})") from None
     truncated = truncated or state["cut"]
+    return symbols, masses, frames, {**incar, **params}, truncated
 
+
+def read_vasprun(path: str | Path) -> Trajectory:
+    """Read a VASP vasprun.xml (plain or ``.gz``) into a Trajectory, one frame per ``<calculation>``.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    Trajectory
+        ``positions`` (F, N, 3) unwrapped Cartesian Å; ``cells`` (F, 3, 3) Å; ``forces``
+        (F, N, 3) eV/Å; ``energies`` (F,) eV (e_fr_energy); ``stress`` (F, 3, 3) eV/Å³, ASE sign;
+        NaN where a calculation lacks the quantity. ``timestep_fs`` = POTIM when IBRION = 0
+        (MD), else None; stride 1; masses from POMASS; ``metadata["temperature_K_setting"]`` = TEBEG.
+
+    Raises
+    ------
+    TrajectoryError
+        Malformed XML in the middle of the file, unreadable numbers, no species, no frame.
+
+    Warns
+    -----
+    TruncatedFileWarning
+        The XML ends with open tags (killed run); the complete calculations are kept.
+    """
+    path = Path(path)
+    src = str(path)
+    symbols, masses, frames, settings, truncated = _parse(path, src)
     if symbols is None:
         raise TrajectoryError(f"{src}: no <atominfo> block; not a vasprun.xml or cut before it")
     if not frames:
@@ -185,7 +191,6 @@ def read_vasprun(path: str | Path) -> Trajectory:
     if truncated:
         warnings.warn(f"{src}: file ends inside the XML (killed run?); kept the {len(frames)} "
                       "complete <calculation> block(s)", TruncatedFileWarning, stacklevel=2)
-    settings = {**incar, **params}
     ibrion = settings.get("IBRION")
     timestep = settings.get("POTIM") if ibrion == 0 else None
     cells = np.array([f[0] for f in frames])

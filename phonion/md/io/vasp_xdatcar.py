@@ -184,6 +184,37 @@ def read_xdatcar(path: str | Path) -> Trajectory:
     except _Cut:
         raise TrajectoryError(f"{src}: file ends inside the header ({end} lines); no frame to read") from None
     n_atoms = sum(first["counts"])
+    starts, cells, numbers, truncated = _blocks(lines, first, p, end, last_line_suspect, src)
+
+    frac, n_frames, cut_in_block = _coordinates(lines, starts, n_atoms, end, last_line_suspect, src)
+    if cut_in_block:
+        truncated = True
+    if n_frames == 0:
+        raise TrajectoryError(f"{src}: no complete frame (file ends inside the first configuration)")
+    numbers, cells = numbers[:n_frames], np.array(cells[:n_frames])
+    if truncated:
+        warnings.warn(f"{src}: file ends inside a frame; kept the {n_frames} complete frame(s)",
+                      TruncatedFileWarning, stacklevel=2)
+    meta = {
+        "source_files": [src], "format": "xdatcar", "stride_source": "file", "title": first["title"],
+        "configuration_numbers_first": numbers[0], "configuration_numbers_last": numbers[-1],
+        "variable_cell": bool(np.ptp(cells, axis=0).max() > 0) if n_frames > 1 else False,
+    }
+    stride = _stride(numbers, starts, src)
+    meta["configuration_numbers_step"] = stride
+    if stride == 1 and n_frames > 1:
+        meta["stride_note"] = ("configuration numbers run 1, 2, 3, ...: either every MD step was "
+                               "written (NBLOCK=1) or the file was renumbered (e.g. by pymatgen); "
+                               "give the stride if the frames are subsampled")
+    symbols = [s for s, c in zip(first["species"], first["counts"]) for _ in range(c)]
+    return Trajectory(symbols=tuple(symbols), positions=unwrap_cartesian(frac, cells, src), cells=cells,
+                      timestep_fs=None, stride=stride, metadata=meta)
+
+
+def _blocks(lines: list[str], first: dict, p: int, end: int, last_line_suspect: bool, src: str):
+    """The configuration blocks from line ``p`` on: (first coordinate line of each, cell of each, configuration
+    numbers, whether the file ends inside a block or a repeated header)."""
+    n_atoms = sum(first["counts"])
     starts, cells, numbers = [], [], []
     cell = first["cell"]
     truncated = False
@@ -225,30 +256,7 @@ def read_xdatcar(path: str | Path) -> Trajectory:
         starts.append(p + 1)
         cells.append(cell)
         p += 1 + n_atoms
-
-    frac, n_frames, cut_in_block = _coordinates(lines, starts, n_atoms, end, last_line_suspect, src)
-    if cut_in_block:
-        truncated = True
-    if n_frames == 0:
-        raise TrajectoryError(f"{src}: no complete frame (file ends inside the first configuration)")
-    numbers, cells = numbers[:n_frames], np.array(cells[:n_frames])
-    if truncated:
-        warnings.warn(f"{src}: file ends inside a frame; kept the {n_frames} complete frame(s)",
-                      TruncatedFileWarning, stacklevel=2)
-    meta = {
-        "source_files": [src], "format": "xdatcar", "stride_source": "file", "title": first["title"],
-        "configuration_numbers_first": numbers[0], "configuration_numbers_last": numbers[-1],
-        "variable_cell": bool(np.ptp(cells, axis=0).max() > 0) if n_frames > 1 else False,
-    }
-    stride = _stride(numbers, starts, src)
-    meta["configuration_numbers_step"] = stride
-    if stride == 1 and n_frames > 1:
-        meta["stride_note"] = ("configuration numbers run 1, 2, 3, ...: either every MD step was "
-                               "written (NBLOCK=1) or the file was renumbered (e.g. by pymatgen); "
-                               "give the stride if the frames are subsampled")
-    symbols = [s for s, c in zip(first["species"], first["counts"]) for _ in range(c)]
-    return Trajectory(symbols=tuple(symbols), positions=unwrap_cartesian(frac, cells, src), cells=cells,
-                      timestep_fs=None, stride=stride, metadata=meta)
+    return starts, cells, numbers, truncated
 
 
 def _coordinates(lines, starts, n_atoms, end, last_line_suspect, src):
