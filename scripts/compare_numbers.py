@@ -29,6 +29,9 @@ def normalised(path: Path) -> dict:
 
 def main(argv=None) -> int:
     args = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--")]
+    if len(args) != 2 or not all(Path(p).is_file() for p in args):
+        print(f"compare_numbers: error: give two existing numbers.json files, got {args}", file=sys.stderr)
+        return 2
     a, b = (normalised(Path(p)) for p in args[:2])
     ta = json.dumps(a, indent=1, sort_keys=True).splitlines()
     tb = json.dumps(b, indent=1, sort_keys=True).splitlines()

@@ -147,9 +147,7 @@ def temperature_for(traj, velocities_source: str | None, temperature_K: float | 
     and Nosé–Hoover runs keep them all; a run that conserves total momentum has 3N − 3, 0.1 % less for 1000
     atoms). Central-difference velocities damp fast modes, so that estimate is slightly low.
     """
-    from ase import units
-
-    amu_a2_per_fs2_to_ev = 1.0 / units.fs ** 2  # the same as phonion.mdma.mdma_core.AMU_A2_PER_FS2_TO_EV
+    from phonion.core.units import AMU_A2_PER_FS2_TO_EV as amu_a2_per_fs2_to_ev, K_B_EV_K
 
     if temperature_K is not None:
         if not temperature_K > 0:
@@ -159,6 +157,6 @@ def temperature_for(traj, velocities_source: str | None, temperature_K: float | 
         return float(np.nanmean(traj.temperatures_K)), "file (mean of the recorded temperatures)"
     v = traj.velocities
     ke = 0.5 * np.einsum("i,fia->f", traj.masses, v ** 2) * amu_a2_per_fs2_to_ev  # eV per frame
-    t = float(np.mean(2.0 * ke / (3.0 * traj.n_atoms * units.kB)))
+    t = float(np.mean(2.0 * ke / (3.0 * traj.n_atoms * K_B_EV_K)))
     how = "central-difference " if velocities_source == "central-difference" else ""
     return t, f"kinetic (mean of Σ m v² / (3 N k_B) over the {how}velocities, 3N degrees of freedom)"

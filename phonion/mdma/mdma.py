@@ -34,8 +34,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from ase import units
 
+from phonion.core.units import K_B_EV_K
 from phonion.md.velocities import check_stride_for_modes
 from phonion.mdma.mdma_core import (ACOUSTIC_THRESHOLD_THZ, AMU_A2_PER_FS2_TO_EV, CONVENTIONS,  # noqa: F401
                             EigenvectorSource, MDMAError, SumSettings, _columns, frequency_bin_index, get_convention,
@@ -232,7 +232,7 @@ def run_mdma(velocities, masses, mobile, frequencies_THz, eigenvectors: Eigenvec
     full, blocks = summ[0], summ[1:]
     gk = _collective(sums, v, mobile_idx, conv, segments, tau_max_ps, frame_interval_fs, fb)
     msq = sums[0].msq if conv.mass_weighted else _gordiz_msq(v, masses, evec, M)
-    kt = units.kB * temperature_K
+    kt = K_B_EV_K * temperature_K
     keep_matrix = (M <= MAX_MATRIX_MODES and not callable(evec)) if keep_matrix is None else keep_matrix
     matrix = _matrix(v, masses, mobile_idx, evec, conv, sums[0].kept, k, frame_interval_fs) if keep_matrix else None
     total = float(matrix.sum()) if matrix is not None else full["total"]

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from ase import units
 
-#: 1 Å²/fs = 1e-16 cm² / 1e-15 s = 0.1 cm²/s
-A2_PER_FS_TO_CM2_PER_S = 0.1
-#: kinetic-energy unit of Q̇² (amu Å²/fs²) in eV: 1/units.fs² ≈ 103.6427
-AMU_A2_PER_FS2_TO_EV = 1.0 / units.fs ** 2
+from phonion.core.units import A2_FS_TO_CM2_S
+from phonion.core.units import AMU_A2_PER_FS2_TO_EV as _AMU_A2_PER_FS2_TO_EV
+
+#: 1 Å²/fs = 1e-16 cm² / 1e-15 s = 0.1 cm²/s (phonion.core.units)
+A2_PER_FS_TO_CM2_PER_S = A2_FS_TO_CM2_S
+#: kinetic-energy unit of Q̇² (amu Å²/fs²) in eV, ≈ 103.6427 (phonion.core.units; was ASE's 1/units.fs²,
+#: CODATA 2014, 8e-9 relative apart: one value for MDMA, VDOS and every temperature phonion computes)
+AMU_A2_PER_FS2_TO_EV = _AMU_A2_PER_FS2_TO_EV
 #: modes with |f| below this (THz) are the acoustic (translation) modes of the cell
 ACOUSTIC_THRESHOLD_THZ = 0.1
 

@@ -2,7 +2,7 @@
 
 Units: force constants eV/Å², masses amu, eigenvalues λ of D = M^-½ Φ M^-½ in eV/(Å² amu),
 frequencies in THz (cycles), imaginary as negative: f = sign(λ) √|λ| × 15.633302
-(:data:`THZ_PER_SQRT_EV_A2_AMU`, from ``ase.units``). Eigenvectors are the columns ``e_n`` of a
+(:data:`THZ_PER_SQRT_EV_A2_AMU`, from :mod:`phonion.core.units`). Eigenvectors are the columns ``e_n`` of a
 real orthogonal (3N, 3N) matrix, row ``3 i + α`` for atom i, Cartesian α; the mass-weighted
 displacement pattern, as MDMA's projection Q̇_n = Σ_i √m_i e_{i,n} · v_i needs.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ase import units
 
+from phonion.core.units import AMU_KG, E_CHARGE_C
 from phonion.mdma.modes_classes import O_CLASSES, ModeClasses, mode_classes  # noqa: F401  (re-exported)
 
 __all__ = ["THZ_PER_SQRT_EV_A2_AMU", "Modes", "ModeClasses", "frequencies_from_eigenvalues",
@@ -36,7 +36,7 @@ __all__ = ["THZ_PER_SQRT_EV_A2_AMU", "Modes", "ModeClasses", "frequencies_from_e
            "mode_classes", "save_modes", "load_modes"]
 
 #: √(eV/(Å² amu)) in THz (cycles): √(e / amu) / Å / 2π / 1e12 = 15.633302...
-THZ_PER_SQRT_EV_A2_AMU = float(np.sqrt(units._e / units._amu) * 1e10 / (2 * np.pi) / 1e12)
+THZ_PER_SQRT_EV_A2_AMU = float(np.sqrt(E_CHARGE_C / AMU_KG) * 1e10 / (2 * np.pi) / 1e12)
 
 
 def frequencies_from_eigenvalues(lam) -> np.ndarray:

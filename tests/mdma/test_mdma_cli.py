@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from phonion.core.units import K_B_EV_K
 import pytest
 from ase import units
 from ase.neighborlist import neighbor_list
@@ -87,7 +89,7 @@ def test_json_contract_files_and_kinetic_temperature(setup, tmp_path, capsys):
     assert printed["n_modes"] == 96 and printed["velocities_source"] == "file"
     ke = 0.5 * np.einsum("i,fia->f", traj.masses, traj.velocities ** 2) * AMU_A2_PER_FS2_TO_EV
     assert printed["temperature_source"].startswith("kinetic")
-    assert printed["temperature_K"] == pytest.approx(np.mean(2 * ke / (3 * traj.n_atoms * units.kB)), rel=1e-10)
+    assert printed["temperature_K"] == pytest.approx(np.mean(2 * ke / (3 * traj.n_atoms * K_B_EV_K)), rel=1e-10)
     for name in ("mdma.npz", "mdma.json", "modes.csv", "running_integral.png", "cumulative.png", "per_mode.png",
                  "heatmap.png"):
         assert (tmp_path / name).is_file(), name
