@@ -117,3 +117,14 @@ def test_shipped_structured_configs_load():
     assert load_config(ROOT / "configs" / "train_tiny.yaml").trainer.max_epochs >= 1
     cfg = load_learn_config(ROOT / "configs" / "learn.yaml", ["rounds.max_rounds=1"], data=["x.h5"])
     assert cfg["rounds"]["max_rounds"] == 1
+
+
+def test_commands_with_their_own_set_keep_it():
+    """demo / series take profile keys with --set (section.key=value): the generic layer leaves them alone."""
+    a = _parse("demo", "-o", "x", "--set", "mlip_md.steps=40", "--set", "train.trainer.max_epochs=3")
+    assert a.overrides == ["mlip_md.steps=40", "train.trainer.max_epochs=3"]
+    from phonion.cli.main import build_parser
+
+    sub = next(x for x in build_parser()._actions if isinstance(x, argparse._SubParsersAction))
+    for name in ("demo", "series"):
+        assert sub.choices[name].get_default("_generic_config") is not True, name

@@ -18,8 +18,11 @@
 
 Profiles (``tiny``, ``quick``, ``full``) are in :mod:`phonion.chain.profiles`. Every stage resumes:
 rerunning the same call after a kill skips finished stages (their outputs are checked) and
-continues unfinished ones (MD from its checkpoint, training from ``last.ckpt``). A rerun into a
-directory made with other settings is refused (``DIR/chain.json`` records them).
+continues unfinished ones (MD from its checkpoint, training from ``last.ckpt``). ``DIR/chain.json``
+records the settings each stage's outputs depend on (its own and its upstream stages'); a rerun with
+other settings reuses every stage whose settings did not change and redoes the first changed stage
+and all after it, moving their old outputs aside to ``DIR/<stage>.old-N`` (never deleted). Every
+setting is checked (:func:`check_chain`) before any file is written. ``DIR/README.md`` says what is where.
 
 ``DIR/summary.json`` (also returned) holds the settings, each stage's status and wall time, the
 paths, the comparison numbers (``compare``) and the headline numbers of both sides with their
@@ -88,8 +91,14 @@ def _structure(cfg: ChainConfig, out: Path) -> tuple[str, str, str]:
         import ase.io
 
         path = out / "structure.extxyz"
-        if not path.is_file():
-            ase.io.write(path, s, format="extxyz")
+        tmp = out / ".structure.extxyz.tmp"
+        ase.io.write(tmp, s, format="extxyz")
+        if path.is_file() and path.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+        else:
+            if path.is_file():
+                _aside(path)  # another structure: the stages see the new one (chain.json: redone)
+            tmp.replace(path)
         return str(path), str(path), cfg.label or s.get_chemical_formula(mode="metal")
     text = os.fspath(s)
     key = text[:-4] if text.endswith(".cif") else text
@@ -110,21 +119,138 @@ def _device(cfg: ChainConfig) -> str | None:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _check_settings(out: Path, record: dict) -> None:
-    """Write DIR/chain.json, or check that the chain found there has the same settings."""
+#: what each stage writes (moved aside to ``<name>.old-N`` when the stage must be redone)
+STAGE_OUTPUTS = {"sites": ("sites.json",), "reference": ("reference",), "learn": ("learn",),
+                 "mlip_md": ("mlip_md",), "compare": ("compare",)}
+#: keys that do not change a stage's results (left out of the settings compared on a rerun)
+_NEUTRAL = ("workers", "device", "threads", "progress_bar", "num_threads", "description")
+
+
+def _neutral_free(data):
+    if isinstance(data, dict):
+        return {k: _neutral_free(v) for k, v in data.items() if k not in _NEUTRAL}
+    return data
+
+
+def stage_settings(record: dict) -> dict:
+    """{stage: the settings its outputs depend on: its own and those of every stage before it}."""
+    s = _neutral_free(record["settings"])
+    own = {"sites": {"structure": record["structure"], "structure_sha256": record.get("structure_sha256")},
+           "reference": {"calculator": record["calculator"], "seed": record["seed"], "reference": s["reference"]},
+           "learn": {"train": s["train"], "learn": s["learn"]}, "mlip_md": {"mlip_md": s["mlip_md"]},
+           "compare": {"compare": s.get("compare", {})}}
+    out, upstream = {}, {}
+    for name in STAGES:
+        upstream = {**upstream, **own[name]}
+        out[name] = json.loads(json.dumps(upstream, default=str))
+    return out
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [where or "settings"]
+    return [d for k in sorted(set(a) | set(b), key=str)
+            for d in _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))]
+
+
+def _aside(path: Path) -> Path:
+    n = 1
+    while path.with_name(f"{path.name}.old-{n}").exists():
+        n += 1
+    target = path.with_name(f"{path.name}.old-{n}")
+    path.rename(target)
+    return target
+
+
+def _reconcile(out: Path, record: dict, progress: bool) -> list[str]:
+    """Compare each stage's settings with those its outputs in DIR were made with (``DIR/chain.json``);
+    the first changed stage and every stage after it are redone: their outputs are moved aside to
+    ``<name>.old-N`` (kept, never deleted). Finished stages with unchanged settings are reused; a
+    failed or interrupted earlier run with other settings never blocks a rerun. Returns the redone stages."""
     path = out / "chain.json"
-    record = json.loads(json.dumps(record, default=str))  # tuples → lists, as read back
+    new = stage_settings(record)
+    old_stages = {}
     if path.is_file():
         try:
             old = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"{path}: unreadable ({exc}); remove it or choose another output") from None
-        diff = sorted(k for k in set(old) | set(record) if k != "device" and old.get(k) != record.get(k))
-        if diff:
-            raise ValueError(f"{path}: the chain in {out} was made with other settings ({', '.join(diff)}); "
-                             "rerun with the same options to continue it, or choose another output directory")
-        return
-    path.write_text(json.dumps(record, indent=2))
+            old_stages = old.get("stages") or ({} if "settings" not in old else stage_settings(
+                {**old, "structure_sha256": old.get("structure_sha256", record.get("structure_sha256"))}))
+        except (ValueError, KeyError, TypeError):
+            old_stages = {}  # unreadable: the outputs are reused as they are (as without chain.json)
+    redo = []
+    for name in STAGES:
+        if redo or (name in old_stages and old_stages[name] != new[name]):
+            if not redo:
+                diff = ", ".join(_differences(old_stages[name], new[name])) or "settings"
+                _log(progress, f"settings of stage {name} changed since its outputs were made ({diff}): "
+                               f"redoing {name} and the stages after it")
+            redo.append(name)
+            for item in STAGE_OUTPUTS[name]:
+                if (out / item).exists():
+                    _log(progress, f"kept the old {item} as {_aside(out / item).name}")
+    _write_if_changed(path, {**record, "stages": new})
+    return redo
+
+
+def _sha256(path) -> str:
+    import hashlib; return hashlib.sha256(Path(path).read_bytes()).hexdigest()  # noqa: E702
+
+
+def check_chain(cfg: ChainConfig, settings: dict | None = None) -> dict:
+    """The resolved settings of ``cfg``, each stage's real config built from them (ReferenceConfig and
+    the MDConfig of every temperature, the learn / train configs, the MLIP sweeps, CompareConfig):
+    one ValueError naming the section and the problem, in seconds and without writing any file."""
+    import tempfile
+
+    from phonion.chain.stages import (StageContext, compare_config, learn_config, reference_config,
+                                      sweep_configs)
+
+    settings = settings if settings is not None else resolve_profile(cfg.profile, cfg.overrides)
+    with tempfile.TemporaryDirectory(prefix="phonion-check-") as tmp:
+        structure, structure_file, _ = _structure(cfg, Path(tmp))
+        out = Path(cfg.output).expanduser().resolve()
+        ctx = StageContext(out=out, settings=settings, structure=structure, structure_file=structure_file,
+                           calculator=cfg.calculator, device=cfg.device, seed=cfg.seed, progress=False)
+        steps = (("reference", lambda: [reference_config(ctx).md_config(k)
+                                        for k in range(len(settings["reference"]["temperatures_K"]))]),
+                 ("train / learn", lambda: learn_config(ctx)),
+                 ("mlip_md", lambda: [sw.runs() for sw in sweep_configs(ctx)]),
+                 ("compare", lambda: compare_config(ctx)))
+        for section, build in steps:
+            try:
+                build()
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ValueError(f"{section} settings of profile {cfg.profile!r}: {exc}") from None
+    return settings
+
+
+_INDEX = (("sites.json", "O_e / O_c / O_n oxygen classes of the structure (stage sites)"),
+          ("reference/<T>K/", "surrogate-reference MD per temperature: traj.h5, run.json, run.log"),
+          ("learn/rounds.json", "active-learning rounds (labelled frames, errors, gate per round)"),
+          ("learn/validation.json", "the fit-for-MD gate on the final committee"),
+          ("learn/committee/", "the committee's MACE models (member_<k>.model)"),
+          ("mlip_md/<run>/", "MLIP MD runs T<T>_seed<s>_fix<f>: traj.h5, run.json, run.log"),
+          ("compare/report.html", "the reference-vs-MLIP report (open this)"),
+          ("summary.json", "settings, stage status and wall times, headline numbers"),
+          ("chain.json", "the settings each stage's outputs were made with (reruns reuse unchanged stages)"),
+          ("*.old-N", "outputs of stages redone after a settings change (kept, never deleted)"))
+
+
+def write_index(out: Path, summary: dict | None = None) -> None:
+    """``OUT/README.md``: one line per output (and each stage's status once known); written when changed."""
+    stages = (summary or {}).get("stages") or {}
+    lines = ["# phonion chain outputs", "", f"Directory: {out}", "", "| path | what | status |", "|---|---|---|"]
+    for item, what in _INDEX:
+        stage = item.split("/")[0].split(".")[0]
+        pattern = item.replace("<T>", "*").replace("<run>", "*").replace("-N", "-*").rstrip("/")
+        status = (stages.get(stage) or {}).get("status") or ("present" if any(out.glob(pattern)) else "not yet")
+        lines.append(f"| `{item}` | {what} | {status} |")
+    lines += ["", "Logs: every MD run writes `run.log` next to its `run.json` "
+                  "(`reference/<T>K/run.log`, `mlip_md/<run>/run.log`); training logs are under `learn/`."]
+    text = "\n".join(lines) + "\n"
+    path = out / "README.md"
+    if not (path.is_file() and path.read_text() == text):
+        path.write_text(text)
 
 
 def _write_if_changed(path: Path, data: dict) -> None:
@@ -193,28 +319,33 @@ def run_chain(cfg: ChainConfig, progress: bool = True) -> dict:
     """Run (or continue) the whole chain; returns the summary also written to ``DIR/summary.json``.
 
     Stage start / end lines with wall times go to stderr when ``progress`` (plus the stages'
-    own progress bars). Raises ValueError for bad settings (unknown profile or override key,
-    unreadable structure, a DIR made with other settings) and RuntimeError when a stage cannot run.
+    own progress bars). Raises ValueError for bad settings (unknown profile, override key or value
+    type, unreadable structure: :func:`check_chain`) and RuntimeError when a stage cannot run.
     """
     from phonion.chain.stages import (StageContext, stage_compare, stage_mlip_md, stage_reference,
                                       stage_sites, stage_learn)
 
     settings = resolve_profile(cfg.profile, cfg.overrides)
+    check_chain(cfg, settings)  # every stage's config built (and refused) before any file is written
     out = Path(cfg.output).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     structure, structure_file, label = _structure(cfg, out)
     device = _device(cfg)
-    _check_settings(out, {"profile": cfg.profile, "overrides": {k: cfg.overrides[k] for k in sorted(cfg.overrides)},
-                          "structure": structure, "calculator": cfg.calculator, "seed": cfg.seed,
-                          "device": device, "settings": settings})
+    overrides = {k: cfg.overrides[k] for k in sorted(cfg.overrides)}
+    redone = _reconcile(out, {"profile": cfg.profile, "overrides": overrides, "structure": structure,
+                              "structure_sha256": _sha256(structure_file), "calculator": cfg.calculator,
+                              "seed": cfg.seed, "device": device, "settings": settings}, progress)
+    _log(progress, f"outputs in {out} (index: {out / 'README.md'}); every MD run logs to its own "
+                   f"run.log: {out}/reference/<T>K/run.log, {out}/mlip_md/T<T>_seed<s>_fix<f>/run.log")
     ctx = StageContext(out=out, settings=settings, structure=structure, structure_file=structure_file,
-                       calculator=cfg.calculator, device=device,
-                       seed=cfg.seed, progress=progress)
+                       calculator=cfg.calculator, device=device, seed=cfg.seed, progress=progress)
     path = out / "summary.json"
     try:
         old = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         old = {}
+    old["stages"] = {k: v for k, v in (old.get("stages") or {}).items() if k not in redone}
+    write_index(out, old)
     summary = {"label": label, "structure": structure_file, "profile": cfg.profile,
                "profile_description": settings["description"], "calculator": cfg.calculator,
                "reference_kind": "surrogate reference", "device": device, "seed": cfg.seed,
@@ -250,6 +381,7 @@ def run_chain(cfg: ChainConfig, progress: bool = True) -> dict:
     summary["headline"], summary["not_converged"] = headline(numbers)
     summary["total_wall_s"] = round(sum(s.get("wall_s", 0.0) for s in summary["stages"].values()), 1)
     _write_if_changed(path, summary)
+    write_index(out, summary)
     _log(progress, f"total {summary['total_wall_s']:.0f} s of stage wall time; report: {summary['paths']['report']}")
     return summary
 
@@ -262,4 +394,5 @@ def _paths(out: Path) -> dict:
             "report": str(out / "compare" / "report.html"), "summary": str(out / "summary.json")}
 
 
-__all__ = ["ChainConfig", "HEADLINE_KEYS", "PROFILES", "STAGES", "headline", "run_chain"]
+__all__ = ["ChainConfig", "HEADLINE_KEYS", "PROFILES", "STAGES", "STAGE_OUTPUTS", "check_chain", "headline",
+           "run_chain", "stage_settings", "write_index"]

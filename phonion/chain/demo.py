@@ -45,26 +45,53 @@ def add_demo_parser(sub, formatter) -> None:
         epilog="examples:\n  phonion demo -o demo-out\n  phonion demo -o demo-gpu --profile full\n"
                "  phonion demo -o demo-out --set mlip_md.steps=8000 --set train.trainer.max_epochs=20")
     d = DemoConfig()
-    p.add_argument("-o", "--output", default=d.output, metavar="OUT")
-    p.add_argument("--profile", default=d.profile, choices=("tiny", "quick", "full"))
+    p.add_argument("-o", "--output", default=d.output, metavar="OUT",
+                   help="output directory (created; rerun the same command to continue it)")
+    p.add_argument("--profile", default=d.profile, choices=("tiny", "quick", "full"),
+                   help="run lengths: quick = CPU (~15 min on 2 cores, numbers not converged), "
+                        "full = GPU (production), tiny = tests (numbers meaningless)")
     p.add_argument("--calculator", default=d.calculator, metavar="SPEC",
                    help="reference calculator (stands in for DFT: 'surrogate reference')")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda for the full "
-                                                  "profile when available, else cpu)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a profile setting (repeatable), e.g. mlip_md.steps=8000; see "
-                        "phonion/profiles.py for the sections and keys")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N; None = cuda for the full profile "
+                                                  "when available, else cpu")
+    p.add_argument("--seed", type=int, default=d.seed, help="added to every seed of the profile")
+    add_settings_options(p, "phonion demo -o demo-out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the text")
     p.set_defaults(func=_cmd_demo)
 
 
-def _cmd_demo(args) -> int:
-    from phonion.chain.profiles import parse_override
+def add_settings_options(p, example: str) -> None:
+    """``--config`` (a YAML file of profile settings) and ``--set SECTION.KEY=VALUE`` of demo and series."""
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="profile settings file: a nested mapping of sections and keys (e.g. "
+                        "'mlip_md: {steps: 8000}') applied on top of the profile; --set wins over it")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile setting (repeatable; the value is read as YAML), e.g. "
+                        f"{example} --set mlip_md.steps=8000; sections and keys: phonion/chain/profiles.py "
+                        "(every key and value is checked before anything runs)")
 
-    overrides = dict(parse_override(text) for text in args.overrides)
+
+def settings_overrides(args) -> dict:
+    """``{dotted key: value}`` from ``--config`` (flattened) and ``--set`` (which wins)."""
+    from phonion.chain.profiles import parse_override
+    from phonion.core.config import read_yaml
+
+    def flat(data: dict, where: str = "") -> dict:
+        out = {}
+        for key, value in data.items():
+            name = f"{where}.{key}" if where else str(key)
+            deeper = isinstance(value, dict) and value and name != "mlip_md.pair_floors_A"
+            out.update(flat(value, name) if deeper else {name: value})
+        return out
+
+    out = flat(read_yaml(args.config)) if args.config else {}
+    out.update(dict(parse_override(text) for text in args.overrides))
+    return out
+
+
+def _cmd_demo(args) -> int:
     summary = run_demo(DemoConfig(output=args.output, profile=args.profile, calculator=args.calculator,
-                                  device=args.device, seed=args.seed, overrides=overrides))
+                                  device=args.device, seed=args.seed, overrides=settings_overrides(args)))
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
 
@@ -132,4 +159,5 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DemoConfig", "add_demo_parser", "format_summary", "run_demo"]
+__all__ = ["DemoConfig", "add_demo_parser", "add_settings_options", "format_summary", "run_demo",
+           "settings_overrides"]

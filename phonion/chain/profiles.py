@@ -27,7 +27,8 @@ Sections
                ``seeds``, ``fix`` (the fixed-anion classes, run at ``fix_temperature_K``, default
                the highest temperature, with the first seed), ``workers`` and
                ``allow_failed_gate`` (run even when the gate failed; MLIP numbers then untrusted)
-``compare``    reserved for settings passed to ``phonion.compare.run`` (none yet)
+``compare``    ``phonion.compare.run.CompareConfig`` fields the chain does not set itself (``tau_max_ps``,
+               ``parity_max_frames``, ``rdf_max_frames``, ``mobile``, ``anion``, ...)
 ``threads``    torch / OpenMP threads of the stages that run in this process (training, a
                1-worker MD)
 
@@ -46,7 +47,9 @@ brings them closer than 2.15 Å). What is left goes to MLIP MD: committee MD cos
 step (float64), so 6 runs × 950 steps in 2 processes take ~150 s. A second round, when the
 first does not pass the gate, adds ~250 s.
 
-Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``.
+Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``. Every key and
+value type is checked against the config object its section becomes (:func:`check_settings`): an
+unknown key is refused with the nearest valid one suggested, a value of the wrong type is refused.
 Why these numbers (timings measured on the 2-core development machine) is in the README and
 the chain's report; the settings themselves live here only.
 """
@@ -153,39 +156,142 @@ PROFILES: dict[str, dict] = {
 }
 
 
+#: keys of the reference / mlip_md / compare sections the chain sets itself (not settable)
+_CHAIN_SET = {"reference": {"structure", "calculator", "seed", "output"},
+              "mlip_md": {"structure", "calculator", "output", "temperature_K", "seed", "fix", "pair_floors_A"},
+              "compare": {"reference", "mlip", "output", "model", "reference_calculator", "mlip_calculator",
+                          "structure", "device", "validation"}}
+#: settings of the chain itself in those sections: name → field type (as in a dataclass annotation)
+_CHAIN_EXTRAS = {"reference": {"workers": "int"},
+                 "mlip_md": {"temperatures_K": "tuple[float, ...]", "seeds": "tuple[int, ...]",
+                             "fix": "tuple[str, ...]", "fix_temperature_K": "float | None", "workers": "int",
+                             "allow_failed_gate": "bool"}}
+
+
+def section_fields(section: str) -> dict:
+    """{key: type text} of every key the ``reference`` / ``mlip_md`` / ``compare`` section accepts: the
+    fields of the config object it becomes (ReferenceConfig, MDConfig, CompareConfig) plus the chain's own."""
+    import dataclasses
+
+    if section == "reference":
+        from phonion.mlip.reference import ReferenceConfig as cls
+    elif section == "mlip_md":
+        from phonion.md.md_config import MDConfig as cls
+    else:
+        from phonion.compare.run import CompareConfig as cls
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name not in _CHAIN_SET[section]}
+    return {**fields, **_CHAIN_EXTRAS.get(section, {})}
+
+
+def _train_fields() -> dict:
+    """{section: {key: type text}} of the ``train`` section (``phonion.mlip.train``'s config classes)."""
+    import dataclasses
+
+    from phonion.mlip.train import SECTIONS, TrainConfig
+
+    out = {name: {f.name: str(f.type) for f in dataclasses.fields(cls)} for name, cls in SECTIONS.items()}
+    out[""] = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name not in SECTIONS}
+    return out
+
+
+_KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _type_problem(kind: str, value) -> str | None:
+    """What is wrong with ``value`` for a field of type text ``kind`` (None: nothing)."""
+    options = [k.strip() for k in kind.split("|")]
+    if value is None:
+        return None if "None" in options else "must be given (got nothing)"
+    base = options[0]
+    if base.startswith("tuple"):
+        item = "int" if "int" in base else "float" if "float" in base else "str"
+        ok = isinstance(value, (list, tuple)) and all(_type_problem(item, v) is None for v in value)
+        return None if ok else f"must be a list of {_KINDS[item][3 if item == 'int' else 2:]}s, got {value!r}"
+    if base.startswith("dict"):
+        return None if isinstance(value, (dict, str)) else f"must be a mapping, got {value!r}"
+    checks = {"int": lambda v: isinstance(v, int) or (isinstance(v, float) and v.is_integer()),
+              "float": lambda v: isinstance(v, (int, float)), "str": lambda v: isinstance(v, str),
+              "bool": lambda v: isinstance(v, bool)}
+    if base not in checks:
+        return None
+    if (isinstance(value, bool) and base != "bool") or not checks[base](value):
+        return f"must be {_KINDS[base]}, got {value!r}"
+    return None
+
+
+def _check_section(values: dict, fields: dict, where: str) -> None:
+    from phonion.core.config import unknown_key_message
+
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError("profile setting: " + unknown_key_message(
+                f"{where}.{key}", [f"{where}.{k}" for k in fields]))
+        problem = _type_problem(fields[key], value)
+        if problem:
+            raise ValueError(f"{where}.{key} {problem}")
+
+
+def check_settings(settings: dict) -> None:
+    """Unknown keys (nearest valid key suggested) and wrong value types in resolved ``settings``, as one
+    ValueError naming the dotted key, e.g. ``mlip_md.steps must be an integer, got 'abc'``. Fast: no
+    structure, model or calculator is loaded (``phonion.chain.chain.check_chain`` builds the real configs)."""
+    threads = settings.get("threads")
+    if _type_problem("int | None", threads) or (threads is not None and threads < 1):
+        raise ValueError(f"threads must be an integer ≥ 1, got {settings.get('threads')!r}")
+    for section in ("reference", "mlip_md", "compare"):
+        if not isinstance(settings.get(section), dict):
+            raise ValueError(f"{section} must be a section (key: value settings), got {settings.get(section)!r}")
+        _check_section(settings[section], section_fields(section), section)
+    for section in ("train", "learn"):
+        if not isinstance(settings.get(section), dict):
+            raise ValueError(f"{section} must be a section (key: value settings), got {settings.get(section)!r}")
+    fields = _train_fields()
+    train = settings["train"]
+    _check_section({k: v for k, v in train.items() if k not in fields}, fields[""], "train")
+    for name in fields:
+        if name and name in train:
+            if not isinstance(train[name], dict):
+                raise ValueError(f"train.{name} must be a section (key: value settings), got {train[name]!r}")
+            _check_section(train[name], fields[name], f"train.{name}")
+    for name in ("workers",):
+        for section in ("reference", "mlip_md"):
+            if int(settings[section].get(name, 1)) < 1:
+                raise ValueError(f"{section}.{name} must be ≥ 1, got {settings[section][name]!r}")
+
+
 def resolve_profile(name: str, overrides: dict | None = None) -> dict:
     """The settings of profile ``name`` with dotted-key ``overrides`` applied (a new mapping).
 
     Parameters
     ----------
     name : ``tiny`` | ``quick`` | ``full``
-    overrides : ``{"section.key": value}`` or deeper (``"train.trainer.max_epochs"``). Keys of the
-        ``reference`` and ``mlip_md`` sections must exist in the profile; ``train`` keys are
-        checked by ``phonion.mlip.train`` when its config is built.
+    overrides : ``{"section.key": value}`` or deeper (``"train.trainer.max_epochs"``). Every key and
+        value type is checked (:func:`check_settings`; ``learn`` keys by ``phonion.workflows.learn``).
 
     Raises
     ------
-    ValueError : unknown profile or override key
+    ValueError : unknown profile, override key (nearest valid key suggested) or a value of the wrong type
     """
+    from phonion.core.config import unknown_key_message
+
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
     settings = copy.deepcopy(PROFILES[name])
     for key, value in (overrides or {}).items():
         parts = str(key).split(".")
-        if parts[0] not in settings:
-            raise ValueError(f"override {key!r}: no section {parts[0]!r}; sections: "
-                             f"{', '.join(k for k in settings if k != 'description')}")
+        if parts[0] not in settings or parts[0] == "description":
+            raise ValueError("profile setting: " + unknown_key_message(
+                parts[0], [k for k in settings if k != "description"]) + f" in {key!r}")
         node = settings
         for depth, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                if parts[0] != "train" or part in node:
-                    raise ValueError(f"override {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
+            if node.get(part) is None and parts[0] in ("train", "learn", "compare"):
                 node[part] = {}
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"override {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
             node = node[part]
-        if parts[0] in ("reference", "mlip_md") and parts[-1] not in node:
-            raise ValueError(f"override {key!r}: unknown key; {parts[0]} has {', '.join(sorted(node))}")
         node[parts[-1]] = value
+    check_settings(settings)
     return settings
 
 
-__all__ = ["PROFILES", "parse_override", "resolve_profile"]
+__all__ = ["PROFILES", "check_settings", "parse_override", "resolve_profile", "section_fields"]

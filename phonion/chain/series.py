@@ -105,8 +105,9 @@ def run_series(cfg: SeriesConfig, chain=None, progress: bool = True) -> dict:
     Raises
     ------
     ValueError
-        Bad configuration (unknown profile, element, structure; ``substitute`` absent), before
-        any work is done. Failures of single compounds are recorded, not raised.
+        Bad configuration (unknown profile, element, structure; ``substitute`` absent; a chain
+        setting with an unknown key or a wrong value type), before any work is done. Failures of
+        single compounds are recorded, not raised.
     """
     from phonion.chain.series_report import build_report, write_report
     from phonion.core.structures import load_structure
@@ -122,6 +123,11 @@ def run_series(cfg: SeriesConfig, chain=None, progress: bool = True) -> dict:
         substitute(parent, cfg.substitute, element, prescale=False)
         if cfg.prescale:
             prescale_factor(cfg.substitute, element, cfg.prescale_damping)
+    from phonion.chain.chain import ChainConfig, check_chain
+
+    check_chain(ChainConfig(structure=cfg.structure, output=str(Path(cfg.output) / elements[0] / "chain"),
+                            profile=cfg.profile, calculator=cfg.calculator, device=cfg.device, seed=cfg.seed,
+                            overrides=dict(cfg.chain_overrides)))  # every chain setting, before any compound
     if chain is None:
         from phonion.chain.chain import run_chain as chain
     out = Path(cfg.output)
@@ -141,13 +147,16 @@ def _run_compound(cfg: SeriesConfig, parent, element: str, folder: Path, chain, 
     done = folder / "result.json"
     if done.is_file():
         previous = json.loads(done.read_text())
-        if previous.get("status") == "ok" and previous.get("profile") == cfg.profile \
-                and previous.get("calculator") == cfg.calculator:
+        same = previous.get("profile") == cfg.profile and previous.get("calculator") == cfg.calculator \
+            and previous.get("settings", _settings(cfg)) == _settings(cfg)
+        if previous.get("status") == "ok" and same:
             _say(progress, f"{label}: finished earlier, skipped ({done})")
             return {**previous, "resumed": True}
+        if previous.get("status") == "ok":  # other settings: the chain reuses what did not change
+            _say(progress, f"{label}: finished earlier with other settings; running it again")
     fmax, steps = cfg.relax_settings()
     result = {"element": element, "label": label, "status": "failed", "stage": "substitute",
-              "profile": cfg.profile, "calculator": cfg.calculator, "folder": str(folder),
+              "profile": cfg.profile, "calculator": cfg.calculator, "settings": _settings(cfg), "folder": str(folder),
               "timings_s": {}, "error": None, "resumed": False}
     try:
         start = substitute(parent, cfg.substitute, element, prescale=cfg.prescale,
@@ -184,6 +193,13 @@ def _run_compound(cfg: SeriesConfig, parent, element: str, folder: Path, chain, 
     tmp.write_text(json.dumps(result, indent=2, default=str))
     os.replace(tmp, done)
     return result
+
+
+def _settings(cfg: SeriesConfig) -> dict:
+    """What a finished compound's numbers depend on besides profile and calculator (as JSON reads back)."""
+    return json.loads(json.dumps({"seed": cfg.seed, "relax": list(cfg.relax_settings()), "prescale": cfg.prescale,
+                                  "prescale_damping": cfg.prescale_damping,
+                                  "chain_overrides": dict(sorted(cfg.chain_overrides.items()))}, default=str))
 
 
 def _chain_config(cfg: SeriesConfig, atoms, output: Path, label: str):
@@ -261,38 +277,33 @@ def add_series_parser(sub, formatter) -> None:
                    help="most relaxation steps; None = the profile's")
     p.add_argument("--no-prescale", action="store_true",
                    help="do not prescale the cell from Shannon radii before relaxing")
-    p.add_argument("--device", default=None, help="cpu | cuda; None = cuda when available")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("-o", "--output", default=d.output, metavar="OUT")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a chain setting of the profile for every compound, e.g. "
-                        "--set mlip_md.steps=2000 --set reference.temperatures_K=[1000,1150,1300] "
-                        "(keys as in phonion/profiles.py; values are YAML)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N; None = cuda when available")
+    p.add_argument("--seed", type=int, default=d.seed, help="added to every seed of the chain's profile")
+    p.add_argument("-o", "--output", default=d.output, metavar="OUT",
+                   help="output directory (rerun the same command to continue it)")
+    from phonion.chain.demo import add_settings_options
+
+    add_settings_options(p, "phonion series --with Al")  # chain settings of the profile, every compound
     p.add_argument("--json", action="store_true", help="print series.json instead of the table")
     p.set_defaults(func=_cmd_series)
 
 
 def parse_sets(items) -> dict:
-    """``["a.b=1", "c=[1,2]"]`` → ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML)."""
-    import yaml
+    """``["a.b=1", "c=[1,2]"]`` → ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML; bad YAML: ValueError)."""
+    from phonion.core.config import parse_override
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return dict(parse_override(item) for item in items)
 
 
 def _cmd_series(args) -> int:
+    from phonion.chain.demo import settings_overrides
     from phonion.chain.series_report import format_table
 
     cfg = SeriesConfig(structure=args.structure, substitute=args.substitute, with_=tuple(args.with_),
                        include_parent=not args.no_parent, output=args.output, profile=args.profile,
                        calculator=args.calculator, relax_fmax_eV_A=args.relax_fmax,
                        relax_max_steps=args.relax_steps, prescale=not args.no_prescale,
-                       device=args.device, seed=args.seed, chain_overrides=parse_sets(args.sets))
+                       device=args.device, seed=args.seed, chain_overrides=settings_overrides(args))
     report = run_series(cfg, progress=True)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -82,6 +82,70 @@ def run_state(md_cfg) -> str:
     return status if status in ("invalid", "failed") else "partial"
 
 
+#: seconds between the progress lines of the MD stages (stderr)
+PROGRESS_EVERY_S = 30.0
+
+
+def _steps_done(cfg) -> int:
+    """Integrator steps of one MD run so far: all of them once it ended, else its last checkpoint (run.log)."""
+    out = Path(cfg.output)
+    if _record(out / "run.json").get("status") in ("complete", "invalid", "failed"):
+        return cfg.total_steps
+    try:
+        with open(out / "run.log", "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return 0
+    marks = [line.split("checkpoint: step ", 1)[1].split(",", 1)[0] for line in tail.splitlines()
+             if "checkpoint: step " in line]
+    return int(marks[-1]) if marks and marks[-1].isdigit() else 0
+
+
+class StageProgress:
+    """A thread printing ``phonion chain: <stage>: 2/4 runs done, 47 %, ETA 3 min`` every
+    :data:`PROGRESS_EVERY_S` seconds while the MD runs ``cfgs`` of a stage go on (read from each run's
+    run.json and the checkpoint lines of its run.log; the runs themselves may be in other processes)."""
+
+    def __init__(self, stage: str, cfgs: list, unit: str, enabled: bool = True):
+        import threading
+
+        self.stage, self.cfgs, self.unit, self.enabled = stage, list(cfgs), unit, enabled and bool(cfgs)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def line(self, f0: float, elapsed: float) -> str:
+        done = sum(_record(Path(c.output) / "run.json").get("status") in ("complete", "invalid", "failed")
+                   for c in self.cfgs)
+        total = sum(c.total_steps for c in self.cfgs)
+        f = sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
+        left = elapsed * (1 - f) / (f - f0) if f > f0 else None
+        eta = ("ETA unknown yet" if left is None else f"ETA {left:.0f} s" if left < 90 else f"ETA {left / 60:.0f} min")
+        return f"{self.stage}: {done}/{len(self.cfgs)} {self.unit} done, {100 * f:.0f} % of the steps, {eta}"
+
+    def _loop(self) -> None:
+        import time
+
+        total = sum(c.total_steps for c in self.cfgs)
+        f0 = sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
+        t0 = time.monotonic()
+        while not self._stop.wait(PROGRESS_EVERY_S):
+            print(f"phonion chain: {self.line(f0, time.monotonic() - t0)}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> StageProgress:
+        if self.enabled:
+            common = os.path.commonpath([str(Path(c.output).parent) for c in self.cfgs])
+            print(f"phonion chain: {self.stage}: {len(self.cfgs)} MD runs; each logs to {common}/<run>/run.log "
+                  f"(progress every {PROGRESS_EVERY_S:g} s)", file=sys.stderr, flush=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+
+
 # ---- sites --------------------------------------------------------------------------------------
 def stage_sites(ctx: StageContext) -> dict | None:
     """O_e / O_c / O_n of the structure → ``sites.json``; returns the class sizes."""
@@ -126,6 +190,12 @@ def stage_reference(ctx: StageContext) -> dict | None:
     pending = [k for k in ks if run_state(cfg.md_config(k)) != "complete"]
     if not pending and (ctx.out / "reference" / "reference.json").is_file():
         return None
+    with StageProgress("reference", [cfg.md_config(k) for k in pending], "temperatures", ctx.progress):
+        return _run_reference(ctx, cfg, pending)
+
+
+def _run_reference(ctx: StageContext, cfg, pending: list[int]) -> dict:
+    ks = range(len(cfg.temperatures_K))
     workers = int(ctx.settings["reference"].get("workers", 1))
     if workers > 1 and len(pending) > 1:
         import multiprocessing
@@ -259,7 +329,8 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
         return None
     workers = int(ctx.settings["mlip_md"].get("workers", 1))
     rows = []
-    with torch_threads(ctx.settings.get("threads") if workers == 1 else None):
+    with torch_threads(ctx.settings.get("threads") if workers == 1 else None), \
+            StageProgress("mlip_md", [c for sw in sweeps for c in sw.runs()], "runs", ctx.progress):
         for sw in sweeps:
             if ctx.progress:
                 print(f"phonion chain: mlip_md: {len(sw.runs())} runs (fix {', '.join(sw.fix)}) in {workers} "
@@ -290,22 +361,32 @@ def mlip_pair_floors(ctx: StageContext, fraction: float = 0.7) -> dict:
 
 
 # ---- compare ------------------------------------------------------------------------------------
+def compare_config(ctx: StageContext):
+    """The ``CompareConfig`` of the chain: reference vs MLIP side, plus the profile's ``compare`` section."""
+    from phonion.compare.run import CompareConfig
+    from phonion.core.config import from_dict
+
+    return from_dict(CompareConfig, {
+        "reference": str(ctx.out / "reference"), "mlip": str(ctx.out / "mlip_md"),
+        "output": str(ctx.out / "compare"), "model": ctx.mlip_spec, "reference_calculator": ctx.calculator,
+        "mlip_calculator": ctx.mlip_spec, "structure": ctx.structure_file, "mobile": "Li", "anion": "O",
+        "device": ctx.device, "validation": str(ctx.out / "learn" / "validation.json"),
+        **ctx.settings.get("compare", {})}, "compare settings")
+
+
 def stage_compare(ctx: StageContext) -> dict | None:
     """``phonion.compare.run.run_compare`` on reference vs MLIP (phonons, MDMA, pFC inside) → ``compare/``."""
     numbers = ctx.out / "compare" / "numbers.json"
     if numbers.is_file() and (ctx.out / "compare" / "report.html").is_file():
         return None
-    from phonion.compare.run import CompareConfig, run_compare
+    from phonion.compare.run import run_compare
 
-    cfg = CompareConfig(reference=str(ctx.out / "reference"), mlip=str(ctx.out / "mlip_md"),
-                        output=str(ctx.out / "compare"), model=ctx.mlip_spec,
-                        reference_calculator=ctx.calculator, mlip_calculator=ctx.mlip_spec,
-                        structure=ctx.structure_file, mobile="Li", anion="O", device=ctx.device,
-                        validation=str(ctx.out / "learn" / "validation.json"))
+    cfg = compare_config(ctx)
     with torch_threads(ctx.settings.get("threads")):
         return run_compare(cfg, progress=ctx.progress)
 
 
-__all__ = ["StageContext", "gate_verdict", "learn_config", "mlip_pair_floors", "reference_config",
+__all__ = ["PROGRESS_EVERY_S", "StageContext", "StageProgress", "compare_config", "gate_verdict", "learn_config",
+           "mlip_pair_floors", "reference_config",
            "reference_warnings", "run_state", "stage_compare", "stage_learn", "stage_mlip_md", "stage_reference",
            "stage_sites", "sweep_configs", "torch_threads"]

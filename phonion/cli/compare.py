@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from phonion.cli.common import emit_json
+
 import sys
 
 __all__ = ["add_compare_parser"]
@@ -116,7 +117,7 @@ def _cmd_compare(args) -> int:
                         parity_max_frames=args.parity_max_frames, validation=args.validation)
     result = run_compare(cfg, progress=not args.quiet)
     if args.json:
-        print(json.dumps(result, indent=1, ensure_ascii=False))
+        emit_json(result, indent=1, ensure_ascii=False)
         return 0
     _verdict(result)
     print(f"{'reference':>34}: {result['reference']['label']}")

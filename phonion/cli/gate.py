@@ -6,26 +6,7 @@ JSON object alone (banners that libraries print while loading models go to stder
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import sys
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Send everything written to stdout — by this process *and* by child processes that inherit
-    file descriptor 1 (model banners, worker output) — to stderr inside the block."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+from phonion.cli.common import emit_json, stdout_to_stderr
 
 
 def add_gate_parsers(sub, formatter) -> None:
@@ -91,7 +72,7 @@ def cmd_validate(args) -> int:
     with stdout_to_stderr():
         result = validate(cfg, progress=not args.json)
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result)
     else:
         print(format_validation(result))
     return 0 if result["passed"] else 1
@@ -126,7 +107,7 @@ def cmd_learn(args) -> int:
     with stdout_to_stderr():
         rounds = run_learn(cfg, progress=True)
     if args.json:
-        print(json.dumps(rounds, indent=2))
+        emit_json(rounds)
     else:
         for r in rounds:  # a round whose gate was not run (before rounds.min_rounds) has no numbers
             rmse, p99 = r["force_rmse_meV_A"], r["uncertainty_p99_meV_A"]

@@ -6,7 +6,6 @@ Run ``phonion --help`` for the stages and ``phonion <stage> --help`` for example
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -119,11 +118,12 @@ def _time_config(args) -> dict:
 
 
 def _cmd_inspect(args) -> int:
+    from phonion.cli.common import emit_json
     from phonion.workflows.trajectory import InspectConfig, run_inspect
 
     summary = run_inspect(InspectConfig(**_time_config(args))).to_dict()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        emit_json(summary)
     else:
         for key, value in summary.items():
             print(f"{key:>22}: {value}")
@@ -142,12 +142,13 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_sites(args) -> int:
+    from phonion.cli.common import emit_json
     from phonion.workflows.sites import SitesConfig, run_sites
 
     result = run_sites(SitesConfig(structure=args.structure, mobile=args.mobile, anion=args.anion,
                                    framework=args.framework, bond_tolerance=args.bond_tolerance)).to_dict()
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result)
     else:
         for key in ("O_e", "O_c", "O_n"):
             print(f"{key}: {len(result[key])} atoms: {result[key]}")
@@ -168,6 +169,21 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"phonion: warning: {category.__name__} from {filename}:{lineno}: {message}\n"
 
 
+def _one_line(exc) -> str:
+    """The error message on one line: a multi-line message (a YAML parser's, with its caret line) joined."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
+def _json_mode(args):
+    """With ``--json``: stdout carries the JSON alone, everything else (library banners too) goes to stderr."""
+    import contextlib
+
+    from phonion.cli.common import json_stdout
+
+    return json_stdout() if getattr(args, "json", False) else contextlib.nullcontext()
+
+
 def main(argv=None) -> int:
     from phonion.cli.options import parse_with_config
 
@@ -175,7 +191,7 @@ def main(argv=None) -> int:
     try:
         args = parse_with_config(parser, argv)
     except ValueError as exc:  # a bad --config / --set: one line, before any work
-        print(f"phonion: error: {exc}", file=sys.stderr)
+        print(f"phonion: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     if not getattr(args, "func", None):
         parser.print_help()
@@ -188,10 +204,18 @@ def main(argv=None) -> int:
         warnings.simplefilter("default")
         warnings.formatwarning = _format_warning
         try:
-            return int(args.func(args) or 0)
+            with _json_mode(args):
+                return int(args.func(args) or 0)
         except (TrajectoryError, CalculatorSpecError, FileExistsError, FileNotFoundError,
                 ValueError, RuntimeError) as exc:  # RuntimeError: MD guards (phonion.md.guards.MDGuardError)
-            print(f"phonion {args.command}: error: {exc}", file=sys.stderr)
+            print(f"phonion {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # Ctrl-C: one line; long stages keep what they wrote and resume on a rerun
+            print(f"phonion {args.command}: interrupted; what was written is kept (rerun the same command to "
+                  "continue where a stage supports it)", file=sys.stderr)
+            return 130
+        except OSError as exc:  # a full disk, a read-only or vanished directory met while working
+            print(f"phonion {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         finally:
             warnings.formatwarning = original_formatwarning

@@ -141,14 +141,22 @@ def _executor_options(args) -> dict:
 def cmd_md(args) -> int:
     """Handler of ``phonion md``: run the sweep, print the summary table.
 
-    Returns 0, or 1 when a run is invalid (a guard tripped) or failed (e.g. its directory holds
-    other settings); each is printed as ``phonion md: invalid: RUN: reason`` or
-    ``phonion md: error: RUN: message`` and the other runs go on.
+    Returns 0, or 1 when a run is invalid (a guard tripped) or failed (any error in that run:
+    unreadable checkpoint, full disk, a calculator that raised); each is printed as
+    ``phonion md: invalid: RUN: reason`` or ``phonion md: error: RUN: reason`` and the other runs
+    go on; sweep_summary.json is always written. Ctrl-C: one line, 130. Settings that clash with
+    runs already in the output directory, a bad calculator SPEC or output path: ValueError
+    (exit 2) before anything is written.
     """
     from phonion.md.sweep import format_summary, run_sweep
 
     cfg = sweep_config_from_args(args)
-    rows = run_sweep(cfg, resume=args.resume, progress=not args.no_progress, **_executor_options(args))
+    try:
+        rows = run_sweep(cfg, resume=args.resume, progress=not args.no_progress, **_executor_options(args))
+    except KeyboardInterrupt:
+        return interrupted("md")
+    except OSError as exc:  # full disk, read-only or vanished directory: one line, not a traceback
+        raise ValueError(f"{exc}; free space or choose another output directory (-o)") from None
     print(format_summary(rows))
     print(f"summary: {cfg.output}/sweep_summary.json", file=sys.stderr)
     failed = [r for r in rows if r["status"].startswith("failed")]
@@ -156,19 +164,34 @@ def cmd_md(args) -> int:
     for r in invalid:
         print(f"phonion md: invalid: {r['run']}: {r['invalid_reason']}", file=sys.stderr)
     for r in failed:
-        print(f"phonion md: error: {r['run']}: {r['status'].removeprefix('failed: ')}", file=sys.stderr)
+        print(f"phonion md: error: {r['run']}: {r.get('reason')}", file=sys.stderr)
     return 1 if failed or invalid else 0
+
+
+def interrupted(command: str) -> int:
+    """Ctrl-C: one line instead of a traceback, exit code 130 (run.json / the summary are written)."""
+    print(f"phonion {command}: interrupted; rerun the same command with --resume to continue",
+          file=sys.stderr)
+    return 130
 
 
 def cmd_lammps_export(args) -> int:
     """Handler of ``phonion lammps-export``."""
     from phonion.md.lammps import convert_model_for_lammps, write_lammps_inputs
 
+    from pathlib import Path
+
     cfg = sweep_config_from_args(args)
     model = args.model
+    if not (Path(model).is_file() or Path(f"{model}-lammps.pt").is_file()):
+        raise FileNotFoundError(f"{model}: no such MACE model file (--model); train one with "
+                                "phonion train, or give the path of an existing .model file")
     if args.convert:
         model = str(convert_model_for_lammps(args.model))
-    written = write_lammps_inputs(cfg, model, cfg.output)
+    try:
+        written = write_lammps_inputs(cfg, model, cfg.output)
+    except OSError as exc:  # output under a file, read-only, name too long: one line
+        raise ValueError(f"{exc}; choose another output directory (-o)") from None
     print(json.dumps({k: [str(p) for p in v] if isinstance(v, list) else str(v)
                       for k, v in written.items()}, indent=2))
     return 0

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from phonion.cli.common import add_time_options
+from phonion.cli.common import add_time_options, emit_json
 from phonion.workflows.mdma import BIN_ABOVE_MODES, DEFAULT_BIN_THZ, frequency_bins  # noqa: F401
 
 __all__ = ["add_mdma_parsers", "run_mdma_command", "frequency_bins"]
@@ -64,6 +63,9 @@ def add_mdma_parsers(sub, formatter) -> None:
     p.add_argument("--bins-THz", type=float, default=None, metavar="W",
                    help=f"bin the heat map by frequency in bins of W THz (none: {DEFAULT_BIN_THZ} THz bins "
                         f"above {BIN_ABOVE_MODES} modes, else the full matrix)")
+    p.add_argument("--supercell", type=int, nargs="+", default=None, metavar="N",
+                   help="supercell matrix of phonons given as FORCE_SETS / FORCE_CONSTANTS + POSCAR without a "
+                        "phonopy_disp.yaml or a .conf with DIM (3 or 9 integers)")
     p.add_argument("--site-tolerance-A", type=float, default=0.5,
                    help="largest distance of a first-frame atom from its phonopy site, Å")
     p.add_argument("--n-top", type=int, default=5, help="how many top modes to report")
@@ -80,8 +82,10 @@ def add_mdma_parsers(sub, formatter) -> None:
 def run_mdma_command(files, phonons, output, *, plots: bool = True, site_unit=None, **options) -> dict:
     """The ``mdma`` command as a function: runs :func:`phonion.workflows.mdma.run_mdma`, writes its files into
     ``output`` and returns the JSON dict. ``options``: the other :class:`MDMAConfig` fields."""
+    from phonion.workflows.common import check_output_dir
     from phonion.workflows.mdma import MDMAConfig, run_mdma
 
+    check_output_dir(output)
     files = tuple(str(f) for f in ([files] if isinstance(files, (str, Path)) else files))
     framework = options.pop("framework", None)
     cfg = MDMAConfig(files=files, phonons=str(phonons), plots=plots,
@@ -98,9 +102,10 @@ def _cmd_mdma(args) -> int:
                               file_stride=args.file_stride, fmt=args.fmt, every=args.every,
                               velocities=args.velocities, temperature_K=args.temperature_K,
                               bins_THz=args.bins_THz, site_tolerance_A=args.site_tolerance_A, n_top=args.n_top,
+                              supercell=None if args.supercell is None else tuple(args.supercell),
                               plots=not args.no_plots)
     if args.json:
-        print(json.dumps(result, indent=1))
+        emit_json(result, indent=1)
     else:
         for key in ("collective_diffusivity_cm2_s", "mdma_total_cm2_s", "sum_rule_relative_error",
                     "harmonic_fraction", "anharmonic_fraction", "class_fractions", "oe_mean_frequency_THz",

@@ -19,6 +19,8 @@ import contextlib
 import json
 import sys
 
+from phonion.cli.common import emit_json
+
 
 def add_mlip_parsers(sub, formatter) -> None:
     """Add the ``reference``, ``train`` and ``evaluate`` subcommands to ``sub``."""
@@ -45,7 +47,10 @@ def add_reference_parser(sub, formatter) -> None:
     p.add_argument("--temperatures-K", type=float, nargs="+", required=True, metavar="T")
     p.add_argument("--steps", type=int, default=d.steps, help="production steps per temperature")
     p.add_argument("--timestep-fs", type=float, default=d.timestep_fs)
-    p.add_argument("--equilibration-steps", type=int, default=d.equilibration_steps)
+    p.add_argument("--equilibration-steps", type=int, default=None, metavar="N",
+                   help="steps before the stored frames, per temperature (default: 5 thermostat times, "
+                        "5 × thermostat_time_fs / timestep_fs rounded up to a multiple of --sample-every, "
+                        "so the frames sample the set-point; 0 for nve)")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between saved frames")
     p.add_argument("--ensemble", default=d.ensemble, choices=["nvt-bussi", "nvt-nhc", "nvt-langevin", "nve"])
     p.add_argument("--supercell", type=int, nargs=3, default=list(d.supercell), metavar=("A", "B", "C"))
@@ -63,8 +68,19 @@ def cmd_reference(args) -> int:
                           timestep_fs=args.timestep_fs, equilibration_steps=args.equilibration_steps,
                           sample_every=args.sample_every, ensemble=args.ensemble,
                           supercell=tuple(args.supercell), seed=args.seed, output=args.output)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
-        summary = run_reference(cfg, progress=not args.no_progress)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
+            summary = run_reference(cfg, progress=not args.no_progress)
+    except OSError as exc:  # full disk, read-only or vanished directory: one line, not a traceback
+        raise ValueError(f"{exc}; free space or choose another output directory (-o)") from None
+    except KeyboardInterrupt:
+        print("phonion reference: interrupted; rerun the same command to continue (finished "
+              "temperatures are kept)", file=sys.stderr)
+        return 130
+    for run in summary["runs"]:
+        print(f"{run['temperature_K']:g} K: mean temperature of the {run['n_frames']} stored frames "
+              f"{run['mean_temperature_K']:.1f} ± {run['std_temperature_K']:.1f} K "
+              f"(equilibration {run['equilibration_steps']} steps)", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -87,14 +103,16 @@ def add_train_parser(sub, formatter) -> None:
 
 def cmd_train(args) -> int:
     from phonion.mlip.train import load_config, run
+    from phonion.workflows.common import check_output_dir
 
     cfg = load_config(args.config, list(args.overrides) + list(getattr(args, "set_overrides", [])))
+    check_output_dir(cfg.output, "output")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
         metrics = run(cfg)
     if not metrics:  # a non-zero DDP rank: rank 0 exports, evaluates and reports
         return 0
     if args.json:
-        print(json.dumps(metrics, indent=2, default=str))
+        emit_json(metrics, default=str)
     else:
         test = metrics.get("test") or metrics.get("val") or {}
         print(f"model: {metrics.get('model_file')}; force RMSE {test.get('force_rmse_meV_A', float('nan')):.1f} "
@@ -126,7 +144,10 @@ def add_evaluate_parser(sub, formatter) -> None:
 def cmd_evaluate(args) -> int:
     from phonion.core.threads import threads
     from phonion.mlip.evaluate import evaluate_model, frames_from_files, plot_parity
+    from phonion.workflows.common import check_output_file
 
+    if args.plots:
+        check_output_file(f"{args.plots}_energy.png", "--plots")
     with threads(args.threads, env=False):
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result (libraries print)
             frames = frames_from_files(args.files, fmt=args.fmt, timestep_fs=args.timestep_fs, every=args.every,
@@ -136,7 +157,7 @@ def cmd_evaluate(args) -> int:
             if args.plots:
                 metrics["plots"] = [str(p) for p in plot_parity(pred, args.plots)]
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        emit_json(metrics)
     else:
         for key, value in metrics.items():
             print(f"{key:>30}: {value}")

@@ -75,6 +75,9 @@ def _requested(parser: argparse.ArgumentParser, argv: list):
     sub = sub_action.choices[argv[i]]
     if sub.get_default("_generic_config") is not True:
         return None
+    own_set = sub._option_string_actions.get("--set")
+    if own_set is not None and own_set.dest != "set_overrides":  # the command's own --set (e.g. profile keys)
+        return None
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--set", dest="set_overrides", action="append", default=[])

@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-import json
 
-from phonion.cli.common import add_time_options
+from phonion.cli.common import add_time_options, emit_json
 
 __all__ = ["add_pfc_parser", "run_pfc_command"]
 
@@ -47,6 +46,9 @@ def add_pfc_parser(sub, formatter) -> None:
                    help="structure directions: the K nearest sites instead of the whole first shell")
     p.add_argument("--hop-threshold-A", type=float, default=1.0, help="hop: site change larger than this, Å")
     p.add_argument("--hop-window", type=int, default=50, help="hop: frames averaged into a site")
+    p.add_argument("--supercell", type=int, nargs="+", default=None, metavar="N",
+                   help="supercell matrix of phonons given as FORCE_SETS / FORCE_CONSTANTS + POSCAR without a "
+                        "phonopy_disp.yaml or a .conf with DIM (3 or 9 integers)")
     p.add_argument("--site-tolerance-A", type=float, default=0.5,
                    help="largest distance of a first-frame atom from its phonopy site, Å")
     add_time_options(p)
@@ -59,8 +61,11 @@ def add_pfc_parser(sub, formatter) -> None:
 # ---------------------------------------------------------------------------------------- pfc
 def run_pfc_command(phonons, *, output=None, trajectory=None, framework=None, **options) -> dict:
     """The ``pfc`` command as a function; returns the JSON dict (and writes ``pfc.json`` into ``output``)."""
+    from phonion.workflows.common import check_output_dir
     from phonion.workflows.pfc import PFCConfig, run_pfc
 
+    if output is not None:
+        check_output_dir(output)
     cfg = PFCConfig(phonons=str(phonons), trajectory=None if not trajectory else tuple(str(t) for t in trajectory),
                     framework=None if framework is None else tuple(framework), **options)
     run = run_pfc(cfg)
@@ -74,9 +79,10 @@ def _cmd_pfc(args) -> int:
                              framework=args.framework, k_nearest=args.k_nearest,
                              hop_threshold_A=args.hop_threshold_A, hop_window=args.hop_window,
                              site_tolerance_A=args.site_tolerance_A, timestep_fs=args.timestep_fs,
-                             file_stride=args.file_stride, fmt=args.fmt, output=args.output)
+                             file_stride=args.file_stride, fmt=args.fmt, output=args.output,
+                             supercell=None if args.supercell is None else tuple(args.supercell))
     if args.json:
-        print(json.dumps(result, indent=1))
+        emit_json(result, indent=1)
     else:
         for key in ("mpfc_Oe_eV_A2", "mpfc_Oc_eV_A2", "delta_pfc_eV_A2", "bond_pfc_Oe_eV_A2",
                     "bond_pfc_Oc_eV_A2"):

@@ -6,8 +6,9 @@ An argparse front end over :func:`phonion.workflows.phonons.run_phonons` (force 
 
 from __future__ import annotations
 
-import json
 import sys
+
+from phonion.cli.common import emit_json
 
 __all__ = ["add_phonon_parsers", "run_phonons_command", "run_phonons"]
 
@@ -59,8 +60,10 @@ def run_phonons_command(structure, calculator: str, output, *, plots: bool = Tru
     files into ``output`` and returns the JSON dict. ``options``: the other :class:`PhononsConfig` fields
     (supercell, displacement_A, mesh, mobile, anion, tolerance_THz, symprec, device)."""
     from phonion.workflows.phonons import PhononsConfig
+    from phonion.workflows.common import check_output_dir
     from phonion.workflows.phonons import run_phonons as run_workflow
 
+    check_output_dir(output)
     run = run_workflow(PhononsConfig(structure=structure, calculator=calculator, plots=plots, **options),
                        progress=progress)
     run.save(output, plots=plots)
@@ -78,7 +81,7 @@ def _cmd_phonons(args) -> int:
                                  symprec=args.symprec, device=args.device, plots=not args.no_plots,
                                  progress=sys.stderr.isatty())
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result)
     else:
         for key in ("min_frequency_THz", "max_frequency_THz", "n_imaginary", "li_band_centre_THz"):
             print(f"{key:>20}: {result[key]}")

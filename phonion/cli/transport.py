@@ -9,10 +9,9 @@ prints one JSON object with ``--json`` and returns an exit code; bad input raise
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from phonion.cli.common import add_time_options
+from phonion.cli.common import add_time_options, emit_json
 
 __all__ = ["add_transport_parsers", "cmd_arrhenius", "cmd_conductivity", "cmd_diffusion", "cmd_vdos"]
 
@@ -117,9 +116,67 @@ def _add_vdos_parser(sub, formatter) -> None:
 
 
 # ---- handlers -------------------------------------------------------------------------------------
-def _print_json(run, args) -> None:
+def _print_result(run, args, formatter) -> None:
+    """One JSON object with ``--json``, else a few lines of text (``formatter(dict)``) on stdout."""
     if getattr(args, "json", False):
-        print(json.dumps(run.to_dict(), indent=2))
+        emit_json(run.to_dict())
+    else:
+        print(formatter(run.to_dict()))
+
+
+def _pm(value, err=None, unit: str = "") -> str:
+    """``value ± err unit``; ``n/a`` for a missing value."""
+    if value is None:
+        return "n/a"
+    text = f"{value:.4g}" + ("" if err is None else f" ± {err:.2g}")
+    return f"{text} {unit}".rstrip()
+
+
+def format_diffusion(d: dict) -> str:
+    """The headline numbers of a ``phonion diffusion`` result as text."""
+    lines = [f"{d.get('species', '')} at T = {_pm(d.get('temperature_K'), unit='K')} "
+             f"({d.get('temperature_source', 'n/a')}); {d.get('n_frames')} frames, {_pm(d.get('duration_ps'), unit='ps')}"]
+    for label, key, unit in (("D* (tracer)", "tracer_diffusivity", "cm²/s"),
+                             ("D_σ (collective)", "collective_diffusivity", "cm²/s"),
+                             ("D_σ (Green–Kubo)", "green_kubo_collective_diffusivity", "cm²/s")):
+        lines.append(f"{label:>20}: {_pm(d.get(key + '_cm2_s'), d.get(key + '_err_cm2_s'), unit)}")
+    lines.append(f"{'Haven ratio':>20}: {_pm(d.get('haven_ratio'), d.get('haven_ratio_err'))}")
+    lines.append(f"{'σ':>20}: {_pm(d.get('conductivity_mS_cm'), d.get('conductivity_err_mS_cm'), 'mS/cm')}")
+    return "\n".join(lines + _figures(d))
+
+
+def format_arrhenius(d: dict) -> str:
+    """The Arrhenius fit and its 300 K extrapolation as text."""
+    band = d.get("conductivity_300K_band_mS_cm") or [None, None]
+    lines = [f"{d.get('quantity')} diffusivity, {d.get('n_points')} temperatures {d.get('temperatures_K')} K",
+             f"{'E_a':>20}: {_pm(d.get('activation_energy_eV'), d.get('activation_energy_err_eV'), 'eV')}",
+             f"{'D₀':>20}: {_pm(d.get('prefactor_cm2_s'), d.get('prefactor_err_cm2_s'), 'cm²/s')}",
+             f"{'D(300 K)':>20}: {_pm(d.get('diffusivity_300K_cm2_s'), d.get('diffusivity_300K_err_cm2_s'), 'cm²/s')}",
+             f"{'σ(300 K)':>20}: {_pm(d.get('conductivity_300K_mS_cm'), unit='mS/cm')} "
+             f"(band {_pm(band[0])} – {_pm(band[1])})"]
+    return "\n".join(lines + [f"note: {n}" for n in d.get("notes") or []] + _figures(d))
+
+
+def format_vdos(d: dict) -> str:
+    """Per group: atoms, spectral centroid, peak and low-frequency weight."""
+    lines = []
+    for name, g in (d.get("groups") or {}).items():
+        lines.append(f"{name:>10}: {g.get('n_atoms')} atoms, centroid {_pm(g.get('centroid_THz'), unit='THz')}, "
+                     f"peak {_pm(g.get('peak_THz'), unit='THz')}, weight below {_pm(g.get('cutoff_THz'), unit='THz')} "
+                     f"{_pm(g.get('low_frequency_fraction'))}")
+    return "\n".join(lines + _figures(d))
+
+
+def _figures(d: dict) -> list:
+    files = list(d.get("figures") or []) + [f for f in d.get("files") or [] if f not in (d.get("figures") or [])]
+    return [f"wrote {', '.join(files)}"] if files else []
+
+
+def _check_output(args) -> None:
+    from phonion.workflows.common import check_output_dir
+
+    if getattr(args, "output", None) is not None:
+        check_output_dir(args.output)
 
 
 def _window(value):
@@ -136,20 +193,23 @@ def cmd_diffusion(args) -> int:
                           n_blocks=args.n_blocks, estimator=args.estimator,
                           drift_correction=not args.no_drift_correction, charge=args.charge,
                           memory_mb=args.memory_mb)
+    _check_output(args)
     run = run_diffusion(cfg)
     if args.output is not None:
         run.save(args.output)
-    _print_json(run, args)
+    _print_result(run, args, format_diffusion)
     return 0
 
 
 def cmd_arrhenius(args) -> int:
     from phonion.workflows.transport import ArrheniusConfig, run_arrhenius
 
-    run = run_arrhenius(ArrheniusConfig(results=tuple(args.results), quantity=args.quantity))
+    cfg = ArrheniusConfig(results=tuple(args.results), quantity=args.quantity)
+    _check_output(args)
+    run = run_arrhenius(cfg)
     if args.output is not None:
         run.save(args.output)
-    _print_json(run, args)
+    _print_result(run, args, format_arrhenius)
     return 0
 
 
@@ -159,10 +219,7 @@ def cmd_conductivity(args) -> int:
     run = run_conductivity(ConductivityConfig(
         structure=args.structure, diffusivity_cm2_s=args.diffusivity_cm2_s, temperature_K=args.temperature_K,
         species=args.species, diffusivity_err_cm2_s=args.diffusivity_err_cm2_s, charge=args.charge))
-    _print_json(run, args)
-    if not args.json:
-        s = run.summary
-        print(f"sigma = {s['conductivity_mS_cm']:.4g} mS/cm  (n = {s['carrier_density_cm3']:.4g} cm^-3)")
+    _print_result(run, args, _format_conductivity)
     return 0
 
 
@@ -173,7 +230,14 @@ def cmd_vdos(args) -> int:
                      timestep_fs=args.timestep_fs, file_stride=args.file_stride, fmt=args.fmt,
                      window_fs=args.window_fs, taper=args.taper, cutoff_thz=args.cutoff_thz,
                      reference=None if args.reference is None else tuple(args.reference))
+    _check_output(args)
     run = run_vdos(cfg)
     run.save(args.output)
-    _print_json(run, args)
+    _print_result(run, args, format_vdos)
     return 0
+
+
+def _format_conductivity(s: dict) -> str:
+    return (f"sigma = {_pm(s['conductivity_mS_cm'], s.get('conductivity_err_mS_cm'), 'mS/cm')}  "
+            f"(n = {s['carrier_density_cm3']:.4g} cm^-3, D = {s['diffusivity_cm2_s']:.4g} cm^2/s, "
+            f"T = {s['temperature_K']:g} K)")

@@ -32,6 +32,8 @@ import warnings
 
 import numpy as np
 
+from phonion.compare.warn import ours
+
 from phonion.md.rdf import RDF_MAX_A, half_width as _half_width, partial_rdf  # noqa: F401  (re-exported)
 
 __all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "vdos_numbers",
@@ -193,7 +195,7 @@ def _one_run(traj, run, mobile: str, caught: list):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         res = analyse_trajectory(traj, mobile, temperature_K=run.fit_temperature_K)
-    caught.extend(f"{run.side} {run.name}: {x.message}" for x in w)
+    caught.extend(ours(w, f"{run.side} {run.name}: "))
     d = res.to_dict()
     ok, why = _diffusion_flags(d, res)
     t_ps = res.tracer.times_fs / 1e3

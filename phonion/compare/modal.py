@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phonion.compare.warn import ours
 from phonion.compare.analyses import combine, number, tkey
 from phonion.mdma.supercell import MD_SITE_TOLERANCE_A, ideal_sites, supercell_matrix  # noqa: F401
 
@@ -135,7 +136,7 @@ def phonon_dos_numbers(source, md_atoms, side: str, mobile: str, anion: str, cau
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         modes = modes_for_supercell(load_phonons(source) if phonon is None else phonon, md_atoms, SITE_TOLERANCE_A)
-    caught.extend(f"{side} phonons: {x.message}" for x in w)
+    caught.extend(ours(w, f"{side} phonons: "))
     f = np.asarray(modes.frequencies_THz, float)
     weights = modes.atom_weights()
     sym = np.array(modes.symbols)
@@ -233,7 +234,7 @@ def _mdma_records(runs, source, out_dir, side: str, settings: MDMASettings, caug
                 warnings.simplefilter("always")
                 result = run_mdma(cfg, site_unit=unit, phonon=phonon)
                 result.save(out, plots=False)
-            caught.extend(f"{side} {run.name} MDMA: {x.message}" for x in w)
+            caught.extend(ours(w, f"{side} {run.name} MDMA: "))
         except ValueError as exc:
             caught.append(f"{side} {run.name}: no MDMA: {exc}")
             continue

@@ -32,14 +32,20 @@ NAMES = {"reference": "reference", "mlip": "MLIP"}
 
 
 def _title(fig, labels: dict) -> None:
-    fig.suptitle("   ".join(f"{NAMES[s]}: {labels[s]}" for s in SIDES), fontsize=8)
+    """Both sides' labels above the panels, wrapped to the figure's width (never clipped at its edges)."""
+    import textwrap
+
+    text = "   ".join(f"{NAMES[s]}: {labels[s]}" for s in SIDES)
+    width = max(30, int(fig.get_figwidth() * 14))  # characters of 8-pt text per figure inch
+    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=8)
 
 
 def _save(fig, path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:  # grids of panels are laid out by _grid (tight_layout costs seconds there)
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        lines = fig._suptitle.get_text().count("\n") + 1 if fig._suptitle is not None else 0
+        fig.tight_layout(rect=(0, 0, 1, 1 - (0.05 + 0.15 * lines) / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=90, pil_kwargs={"compress_level": 3})
     return path
 
@@ -85,7 +91,7 @@ def plot_vdos(data: dict, groups: list, labels: dict, path) -> Path:
         for name in groups:
             if name in res.spectra:
                 c = np.cumsum(np.abs(res.spectra[name]))
-                top = max(top, f[min(np.searchsorted(c, 0.995 * c[-1]), f.size - 1)])
+                top = max(top, f[min(np.searchsorted(c, 0.99 * c[-1]), f.size - 1)])  # 99 % of the weight
     for ax, name in zip(axes, groups):
         for s in SIDES:
             res = data.get(s)
@@ -106,7 +112,7 @@ def plot_msd(data: dict, labels: dict, mobile: str, path) -> Path:
     temps = sorted({t for s in SIDES for (t, *_rest) in (data.get(s) or [])})
     cmap = matplotlib.colormaps["viridis"]
     for ax, s in zip(axes, SIDES):
-        for t, name, t_ps, msd in data.get(s) or []:
+        for t, name, t_ps, msd in sorted(data.get(s) or [], key=lambda row: (row[0], row[1])):  # by T, not text
             k = temps.index(t) / max(len(temps) - 1, 1)
             ax.plot(t_ps, msd, color=cmap(0.9 * k), lw=1, label=f"{t:g} K ({name})")
         ax.set(title=NAMES[s], xlabel="t (ps)", ylabel=f"{mobile} MSD (Å²)")
@@ -186,6 +192,12 @@ def plot_mdma(data: dict, labels: dict, path) -> Path:
     return _save(fig, path)
 
 
+def _legend(ax, fontsize: int = 7) -> None:
+    """A legend of the labelled artists only (none when nothing was drawn)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize)
+
+
 def _bars(ax, names, data, key_fn):
     x = np.arange(len(names))
     for k, s in enumerate(SIDES):
@@ -194,8 +206,9 @@ def _bars(ax, names, data, key_fn):
             num = key_fn(s, n)
             vals.append(np.nan if num is None or num["value"] is None else num["value"])
             errs.append(0.0 if num is None or num["uncertainty"] is None else num["uncertainty"])
+        shown = bool(np.isfinite(vals).any())  # a side without values gets no bars and no legend entry
         ax.bar(x + (k - 0.5) * 0.38, vals, 0.36, yerr=errs, color=STYLE[s]["color"], alpha=0.75, capsize=3,
-               label=s)
+               label=NAMES[s] if shown else "_nolegend_")
     ax.set_xticks(x, names, fontsize=8)
 
 
@@ -210,7 +223,7 @@ def plot_pfc(data: dict, labels: dict, mobile: str, path) -> Path:
     _bars(ax, list(keys), data, lambda s, n: (data.get(s) or {}).get(keys[n]))
     ax.axhline(0, color="0.4", lw=0.6)
     ax.set(ylabel="eV/Å²", title="projected force constants (± spread over bonds)")
-    ax.legend([NAMES[s] for s in SIDES], fontsize=7)
+    _legend(ax)
     _title(fig, labels)
     return _save(fig, path)
 
@@ -225,6 +238,6 @@ def plot_fixed(data: dict, labels: dict, path) -> Path:
         _bars(ax, ["none", "O_e", "O_c"], data, lambda s, n: ((data.get(s) or {}).get(t) or {}).get(n))
         ax.set_yscale("log")
         ax.set(title=f"{t:g} K", ylabel="tracer D* (cm²/s)", xlabel="held fixed")
-    axes[0][0].legend([NAMES[s] for s in SIDES], fontsize=7)
+    _legend(axes[0][0])
     _title(fig, labels)
     return _save(fig, path)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phonion.compare.warn import ours
 from phonion.compare.runs import CompareError, check_species, discover_runs, first_frame, load_run
 
 __all__ = ["CompareConfig", "run_compare", "CompareError", "SIDES"]
@@ -143,7 +144,7 @@ def _structure(cfg, runs, fallback, caught, side):
     from phonion.core.structures import load_structure
 
     if cfg.structure is not None:
-        return load_structure(cfg.structure), f"--structure {cfg.structure}"
+        return load_structure(cfg.structure), f"given: {cfg.structure}"
     name = runs[0].metadata.get("structure")
     if name:
         try:
@@ -288,7 +289,7 @@ def _find_runs(cfg: CompareConfig, out: Path, caught: list):
                     for r in found[s] if r.valid] for s in SIDES}
         first = next(iter(runs["reference"] + runs["mlip"]), None)
         fallback = None if first is None else first_frame(first, cfg.timestep_fs)
-    caught += [str(x.message) for x in w]
+    caught += ours(w)
     for s in SIDES:
         if invalid[s]:
             caught.append(f"{s}: {len(invalid[s])} invalid run(s) left out of every analysis: "
@@ -330,11 +331,15 @@ def _truth(sides: dict, invalid: dict, validation) -> None:
 
 
 def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
-    """Run the comparison; write ``numbers.json``, ``report.html``, ``figures/``; return the numbers dict."""
+    """Run the comparison; write ``numbers.json``, ``report.html``, ``figures/``; return the numbers dict.
+
+    Paths inside the directory that holds OUT (the runs, the model, OUT itself) are written relative to OUT.
+    """
     import phonion
     from phonion.compare.checks import load_validation
     from phonion.compare.report import make_figures, write_report
     from phonion.core.jsonutil import clean as _clean
+    from phonion.core.paths import relative_paths
 
     t0 = time.perf_counter()
     validation = load_validation(cfg.validation)
@@ -352,7 +357,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             sides[s] = _analyse_side(s, runs[s], cfg, ctx)
-        caught += [f"{s}: {x.message}" for x in w]
+        caught += ours(w, f"{s}: ")
     model, parity, figures = _parity(cfg, runs, out, clock, caught)
     sides["mlip"]["numbers"].update(parity)
     figures = {"parity": figures} if figures else {}
@@ -375,7 +380,8 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
         figures.update(make_figures({s: sides[s]["plots"] for s in SIDES}, result, out / "figures", cfg.mobile))
     result["figures"] = {k: [str(p) for p in v] for k, v in figures.items()}
     result["timings_s"] = dict(clock.timings, total=round(time.perf_counter() - t0, 3))
-    result = _clean(result)
+    result = relative_paths(_clean(result), out)  # paths relative to OUT: the files move with their directory
     (out / "numbers.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     write_report(result, figures, out / "report.html")
     return result
+

@@ -237,10 +237,17 @@ def _build_python(spec, device, dtype, opts):
     func = getattr(module, func_name, None)
     if not callable(func):
         raise CalculatorSpecError(f"{spec.text!r}: {module_name} has no function {func_name!r}")
-    calc = func(**opts)
-    if not hasattr(calc, "get_forces") and not hasattr(calc, "calculate"):
+    try:
+        calc = func(**opts)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's function: name the SPEC
+        raise CalculatorSpecError(f"{spec.text!r}: calling {func_name}({', '.join(opts)}) failed "
+                                  f"({type(exc).__name__}: {exc}); give a module:function that takes "
+                                  "no arguments (or the SPEC's ?key=value options) and returns an ASE "
+                                  "calculator") from exc
+    if not callable(getattr(calc, "get_forces", None)):
         raise CalculatorSpecError(f"{spec.text!r}: {func_name}() returned {type(calc).__name__}, "
-                                  "not an ASE calculator")
+                                  "not an ASE calculator (no get_forces); give a "
+                                  "module:function that returns one")
     return calc
 
 

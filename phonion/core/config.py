@@ -32,7 +32,10 @@ def read_yaml(path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a mapping of settings")
     return data
@@ -48,7 +51,8 @@ def parse_override(text: str) -> tuple[str, object]:
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError as exc:
-        raise ValueError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({problem})") from None
 
 
 def apply_overrides(data: dict, overrides) -> dict:

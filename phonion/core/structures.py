@@ -12,8 +12,9 @@ from importlib import resources
 
 import ase
 import ase.io
+import numpy as np
 
-__all__ = ["BUNDLED_STRUCTURES", "bundled_structure_path", "load_structure"]
+__all__ = ["BUNDLED_STRUCTURES", "bundled_structure_path", "load_structure", "require_periodic"]
 
 #: Names of the structures shipped in ``phonion/data`` and their file names.
 BUNDLED_STRUCTURES: dict[str, str] = {
@@ -52,8 +53,20 @@ def bundled_structure_path(name: str = "LiGa_SeO3_2") -> pathlib.Path:
     return path
 
 
-def load_structure(path_or_name: str | os.PathLike, index: int | str = 0, format: str | None = None
-                   ) -> ase.Atoms:
+def require_periodic(atoms: ase.Atoms, source: str) -> None:
+    """Refuse a structure without a 3-D periodic cell of non-zero volume (``source`` names it)."""
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    norms = np.prod(np.linalg.norm(cell, axis=1))
+    volume = abs(float(np.linalg.det(cell))) if np.isfinite(cell).all() else 0.0
+    if not all(atoms.pbc) or not volume > 1e-6 * norms:
+        raise ValueError(
+            f"{source}: the structure has no 3-D periodic cell (pbc={[bool(p) for p in atoms.pbc]}, "
+            f"volume {volume:.3g} Å³); phonion needs a crystal: write it with its lattice "
+            "(CIF, POSCAR, or extxyz with Lattice=)")
+
+
+def load_structure(path_or_name: str | os.PathLike, index: int | str = 0, format: str | None = None,
+                   periodic: bool = True) -> ase.Atoms:
     """Read a structure from any ASE-readable file or a bundled structure name.
 
     Parameters
@@ -66,6 +79,9 @@ def load_structure(path_or_name: str | os.PathLike, index: int | str = 0, format
         Which frame to read from a multi-frame file (ASE ``index`` syntax). Default the first.
     format : str, optional
         ASE format name; guessed from the file name and contents when omitted.
+    periodic : bool, optional
+        Require a 3-D periodic cell of non-zero volume (default: every phonion analysis of a
+        crystal needs one; a molecule file would give silently wrong sites, phonons, MD).
 
     Returns
     -------
@@ -75,8 +91,8 @@ def load_structure(path_or_name: str | os.PathLike, index: int | str = 0, format
     Raises
     ------
     ValueError
-        If the file does not exist and is not a bundled name, if ASE cannot read it, or if it
-        holds no atoms. The message names the file.
+        If the file does not exist and is not a bundled name, if ASE cannot read it, if it
+        holds no atoms, or (``periodic``) if it has no 3-D periodic cell. The message names the file.
     """
     path = pathlib.Path(os.fspath(path_or_name)).expanduser()
     if not path.is_file():
@@ -101,4 +117,6 @@ def load_structure(path_or_name: str | os.PathLike, index: int | str = 0, format
         atoms = atoms[0]
     if len(atoms) == 0:
         raise ValueError(f"structure file {str(path)!r} holds no atoms")
+    if periodic:
+        require_periodic(atoms, str(path))
     return atoms

@@ -48,7 +48,8 @@ from phonion.md.integrators import (EXACT_RESTART, INTEGRATORS, THERMOSTAT_STATE
                             initial_momenta, kinetic_temperature_K)
 from phonion.md.md_config import ENSEMBLES, FIX_CHOICES, MDConfig
 from phonion.md.restart import (CHECKPOINT_NAME, LOG_NAME, RECORD_NAME, TRAJECTORY_NAME, Checkpoint, RunLock,
-                        load_checkpoint, read_json, rng_from_state, save_checkpoint, write_json_atomic)
+                        check_output_dir, load_checkpoint, read_json, rng_from_state, save_checkpoint,
+                        write_json_atomic)
 
 __all__ = ["MDConfig", "RunResult", "MDGuardError", "run_md", "initial_momenta", "build_atoms",
            "kinetic_temperature_K", "INTEGRATORS", "ENSEMBLES", "FIX_CHOICES", "EXACT_RESTART"]
@@ -131,12 +132,11 @@ def run_md(cfg: MDConfig, *, calculator=None, resume: bool = False, progress: bo
         before it are kept and run.json says ``invalid``. A run found invalid is not re-run
         (with or without ``resume``): the recorded verdict is raised again.
     """
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    cfg.check_frames()
+    out = check_output_dir(cfg.output)
     with RunLock(out):
-        record = read_json(out / RECORD_NAME)
+        record = preflight(cfg)
         if record is not None:
-            _check_same_settings(record.get("settings_key", {}), cfg, out / RECORD_NAME)
             if record.get("status") == "invalid":
                 raise MDGuardError(str(record.get("invalid_reason")), record.get("invalid_step"),
                                    record.get("invalid_guard"))
@@ -149,13 +149,26 @@ def run_md(cfg: MDConfig, *, calculator=None, resume: bool = False, progress: bo
         elif (out / TRAJECTORY_NAME).exists() and not resume:
             raise ValueError(f"{out / TRAJECTORY_NAME}: exists but is not a phonion md run; "
                              "choose another output directory")
-        ckpt = load_checkpoint(out / CHECKPOINT_NAME) if resume and record is not None else None
+        try:
+            ckpt = load_checkpoint(out / CHECKPOINT_NAME) if resume and record is not None else None
+        except ValueError as exc:  # unreadable checkpoint: run.json says so, the frames stay
+            write_json_atomic(out / RECORD_NAME, {**record, "status": "failed", "message": str(exc)})
+            raise
         if ckpt is not None:
             _check_same_settings(ckpt.settings_key, cfg, out / CHECKPOINT_NAME)
             if ckpt.step > cfg.total_steps:
                 raise ValueError(f"{out}: the run there is at step {ckpt.step}, beyond the "
                                  f"{cfg.total_steps} steps asked; ask for at least as many")
         return _Run(cfg, out, calculator, progress).execute(ckpt, record)
+
+
+def preflight(cfg: MDConfig) -> dict | None:
+    """The ``run.json`` found in ``cfg.output`` (None: none), after checking that it was made with
+    the same settings (ValueError naming the file and the settings otherwise). Writes nothing."""
+    record = read_json(Path(cfg.output) / RECORD_NAME)
+    if record is not None:
+        _check_same_settings(record.get("settings_key", {}), cfg, Path(cfg.output) / RECORD_NAME)
+    return record
 
 
 def _check_same_settings(key: dict, cfg: MDConfig, where: Path) -> None:
@@ -314,12 +327,18 @@ class _Run:
     # ---- endings ---------------------------------------------------------------------------
     def _stop(self, status: str, message: str, guard: MDGuardError | None = None) -> None:
         """Record ``invalid`` (a guard tripped) or ``failed`` (anything else) with the frames kept."""
-        self.writer.flush()  # keep every frame written before the failing step
+        try:
+            self.writer.flush()  # keep every frame written before the failing step
+        except OSError as exc:  # e.g. a full disk: the frames already on disk stay readable
+            message = f"{message} (then flushing the frames failed: {exc})"
         self.record.update(status=status, message=message, n_frames_on_disk=self.writer.n_frames,
                            wall_s=self.wall0 + time.perf_counter() - self.t0, **self.guards.record_fields())
         if guard is not None:
             self.record.update(invalid_reason=message, invalid_step=guard.step, invalid_guard=guard.guard)
-        write_json_atomic(self.out / RECORD_NAME, self.record)
+        try:
+            write_json_atomic(self.out / RECORD_NAME, self.record)
+        except OSError as exc:  # a full disk: run.json keeps its last version ("running")
+            self.log.error("cannot record the %s status in run.json: %s", status, exc)
         self.log.error("%s: %s (%d frames kept on disk; %s)", status, message, self.writer.n_frames,
                        "the run is invalid and is never re-run" if guard is not None else
                        f"resume restarts from the checkpoint at step {self.record['steps_done']}")

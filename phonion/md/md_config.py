@@ -37,7 +37,8 @@ class MDConfig:
     temperature_K : float
         Target temperature (thermostats) and initial Maxwell–Boltzmann temperature, K.
     steps : int
-        Production steps (frames are written only during production).
+        Production steps (frames are written only during production); at least ``sample_every``
+        (:meth:`check_frames`, called before a run starts).
     timestep_fs : float
         Integrator timestep, fs.
     equilibration_steps : int
@@ -139,10 +140,11 @@ class MDConfig:
         need(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
         need(self.equilibration_steps % self.sample_every == 0,
              f"equilibration_steps ({self.equilibration_steps}) must be a multiple of "
-             f"sample_every ({self.sample_every}) so that frames fall on a regular grid")
+             f"sample_every ({self.sample_every}) so that frames fall on a regular grid "
+             "(--equilibration-steps, --sample-every)")
         need(self.checkpoint_every % self.sample_every == 0,
              f"checkpoint_every ({self.checkpoint_every}) must be a multiple of sample_every "
-             f"({self.sample_every})")
+             f"({self.sample_every}) (--checkpoint-every, --sample-every)")
         need(isinstance(self.supercell, tuple) and len(self.supercell) == 3
              and all(isinstance(n, int) and n >= 1 for n in self.supercell),
              f"supercell must be three integers ≥ 1, got {self.supercell!r}")
@@ -165,6 +167,18 @@ class MDConfig:
         except ValueError as exc:
             raise ValueError(f"MD settings: {exc}") from None
         need(bool(self.output), "output directory must be given")
+
+    def check_frames(self) -> None:
+        """Refuse (ValueError naming the options) a run that would store fewer than 2 frames.
+
+        Called by ``run_md``, the sweep and ``phonion reference`` before any step; not at
+        construction, so that a config can be built and then given its real ``steps``.
+        """
+        if self.steps < self.sample_every:
+            raise ValueError(f"MD settings: steps ({self.steps}) must be at least sample_every "
+                             f"({self.sample_every}): the run would store {self.n_frames} frame, too "
+                             "few for any analysis; raise steps (--steps) or lower sample_every "
+                             "(--sample-every)")
 
     def __hash__(self) -> int:
         # explicit: the generated hash would fail on the pair_floors_A dict

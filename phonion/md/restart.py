@@ -64,12 +64,42 @@ def write_json_atomic(path: Path, data: dict) -> None:
     atomic_write_bytes(path, lambda fh: fh.write(text))
 
 
+def check_output_dir(path, option: str = "-o/--output") -> Path:
+    """Create ``path`` (and parents) and make sure a file can be written in it; return it.
+
+    Raises ValueError naming the directory when it is a file, lies under a file, is read-only or
+    its name is too long, before any work is done.
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path}: exists and is not a directory; choose another output directory "
+                             f"({option})")
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(tmp)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot write the output directory ({exc.strerror or exc}); "
+                         f"choose another output directory ({option})") from None
+    return path
+
+
 def read_json(path: Path) -> dict | None:
     """The JSON object in ``path``, or None when the file does not exist."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+    try:
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc}); choose another output "
+                         "directory (-o)") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete the run directory to start the "
+                         "run from scratch") from None
 
 
 @dataclass(frozen=True)
@@ -108,7 +138,15 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     path = Path(path)
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        return _read_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, garbage, missing keys: one clear line
+        raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); delete it to "
+                         "restart this run from scratch (its frames are rewritten)") from None
+
+
+def _read_checkpoint(path: Path) -> Checkpoint:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
         return Checkpoint(positions=z["positions"].copy(), momenta=z["momenta"].copy(),
                           cell=z["cell"].copy(), step=int(z["step"]), n_frames=int(z["n_frames"]),
                           rng_state=json.loads(str(z["rng_state"])),
@@ -125,7 +163,7 @@ def rng_from_state(state: dict) -> np.random.Generator:
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``DIR/.lock`` while a run writes into DIR.
+    """An exclusive ``flock`` on ``DIR/.lock`` while a run writes into DIR (the file is removed on release).
 
     The kernel drops the lock when the process dies (even by SIGKILL), so a resumed run waits
     at most ``timeout_s`` for a dying predecessor and never writes alongside a live one.
@@ -140,21 +178,35 @@ class RunLock:
         import fcntl
         import time
 
-        self._fh = open(self.path, "a")
         deadline = time.monotonic() + self.timeout_s
         while True:
+            self._fh = open(self.path, "a")
             try:
                 fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
             except BlockingIOError:
+                self._fh.close()
                 if time.monotonic() > deadline:
-                    self._fh.close()
                     raise ValueError(f"{self.path.parent}: another process is running this MD run "
                                      f"(lock held for more than {self.timeout_s:g} s)") from None
                 time.sleep(0.1)
+                continue
+            # the holder before us removes the file on release: a lock on a removed file guards nothing
+            if self._same_file():
+                return self
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+    def _same_file(self) -> bool:
+        import os
+
+        try:
+            return os.fstat(self._fh.fileno()).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
 
     def __exit__(self, *exc) -> None:
         import fcntl
 
+        self.path.unlink(missing_ok=True)  # still locked: nobody can take the lock on this file now
         fcntl.flock(self._fh, fcntl.LOCK_UN)
         self._fh.close()

@@ -20,14 +20,15 @@ executor      how
 
 Runs are idempotent: a finished run is not re-run (its files are left untouched), and with
 ``resume=True`` an interrupted one continues from its checkpoint. A run stopped by a guard
-(status ``invalid``, never re-run, reason in ``invalid_reason``) or by an error (``failed: ...``)
-is reported in the summary; the other runs go on.
+(status ``invalid``, never re-run, reason in ``invalid_reason``) or by any error (status
+``failed``, the error in ``reason``) is reported in the summary; the other runs go on, and
+``sweep_summary.json`` is always written (runs cut short by Ctrl-C: ``interrupted``). Settings
+that clash with runs already in the output directory are refused before anything is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -135,20 +136,57 @@ def run_one(cfg_dict: dict, resume: bool, threads: int | None = None, progress: 
     if threads:
         limit_threads(threads)
     cfg = MDConfig.from_dict(cfg_dict)
-    row = {"run": Path(cfg.output).name, "path": str(Path(cfg.output) / "traj.h5"),
-           "temperature_K": cfg.temperature_K, "seed": cfg.seed, "fix": cfg.fix}
+    row = _row(cfg)
     t0 = time.perf_counter()
     none = {"steps": None, "frames": None, "mean_T_K": None, "invalid_reason": None, "invalid_step": None}
     try:
         res = run_md(cfg, resume=resume, progress=progress)
     except MDGuardError as exc:  # the run left physical reality: recorded, never re-run
-        return {**row, **none, "status": "invalid", "wall_s": time.perf_counter() - t0,
+        return {**row, **none, "reason": str(exc), "status": "invalid", "wall_s": time.perf_counter() - t0,
                 "invalid_reason": str(exc), "invalid_step": exc.step}
-    except (ValueError, RuntimeError, OSError) as exc:
-        return {**row, **none, "status": f"failed: {type(exc).__name__}: {exc}",
-                "wall_s": time.perf_counter() - t0}
-    return {**row, **none, "status": res.status, "steps": res.steps_done, "frames": res.n_frames,
+    except Exception as exc:  # noqa: BLE001 - one failing run never takes the sweep down
+        return failed_row(row, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+    return {**row, **none, "reason": None, "status": res.status, "steps": res.steps_done, "frames": res.n_frames,
             "wall_s": res.wall_s, "mean_T_K": res.mean_temperature_K}
+
+
+def failed_row(row: dict, reason: str, wall_s: float | None = None) -> dict:
+    """The summary row of a run that ended in an error: status ``failed``, ``reason`` the error."""
+    return {**row, "steps": None, "frames": None, "mean_T_K": None, "invalid_reason": None,
+            "invalid_step": None, "status": "failed", "reason": reason, "wall_s": wall_s}
+
+
+def _row(cfg: MDConfig) -> dict:
+    return {"run": Path(cfg.output).name, "path": str(Path(cfg.output) / "traj.h5"),
+            "temperature_K": cfg.temperature_K, "seed": cfg.seed, "fix": cfg.fix}
+
+
+def check_calculator(spec: str) -> None:
+    """Fail early (CalculatorSpecError naming the SPEC) on a calculator SPEC that cannot work:
+    a malformed SPEC, a missing mace model file, a ``module:function`` that does not return an
+    ASE calculator (that one is built once here, as a check)."""
+    from phonion.core.calculators import CalculatorSpecError, committee_files, parse_spec, resolve_calculator
+
+    parsed = parse_spec(spec)
+    if parsed.kind == "mace":
+        missing = [f for f in committee_files(parsed.target) if not Path(f).is_file()]
+        if missing:
+            raise CalculatorSpecError(f"{spec!r}: no such MACE model file {', '.join(missing)}")
+    elif parsed.kind == "python":
+        resolve_calculator(parsed, device="cpu")
+
+
+def preflight_sweep(cfg: SweepConfig) -> None:
+    """Every check a sweep can make before it writes anything: output directory, calculator SPEC,
+    and runs already in the output directory made with other settings (ValueError)."""
+    from phonion.md.driver import preflight
+    from phonion.md.restart import check_output_dir
+
+    cfg.run.check_frames()
+    check_calculator(cfg.run.calculator)
+    check_output_dir(cfg.output)
+    for run in cfg.runs():
+        preflight(run)
 
 
 def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
@@ -168,7 +206,8 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
 
     Returns
     -------
-    list of dict: run, path, status ("complete", "already complete", "invalid", "failed: ..."),
+    list of dict: run, path, status ("complete", "already complete", "invalid", "failed",
+    "interrupted"), reason (the error of a failed run, the guard of an invalid one),
     steps, frames, wall_s (s), mean_T_K (K), temperature_K, seed, fix, invalid_reason and
     invalid_step (integrator step) for an invalid run (None otherwise). Also written to
     ``OUT/sweep_summary.json``; the sweep settings go to ``OUT/sweep.json``.
@@ -179,29 +218,51 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     if scheduler_address and executor != "dask":
         raise ValueError("--scheduler-address needs --executor dask")
+    preflight_sweep(cfg)
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    jobs = [c.to_dict() for c in cfg.runs()]
+    _write(out / "sweep.json", cfg.to_dict())
+    runs = cfg.runs()
+    jobs = [c.to_dict() for c in runs]
     threads = max(1, (os.cpu_count() or 1) // workers)
-    if executor == "local":
-        rows = _run_local(jobs, resume, workers, threads, progress)
-    else:
-        rows = _run_dask(jobs, resume, workers, scheduler_address, executor, slurm or {}, threads)
-    (out / SUMMARY_NAME).write_text(json.dumps(rows, indent=2))
+    rows: list = [None] * len(jobs)
+    try:
+        if executor == "local":
+            _run_local(jobs, resume, workers, threads, progress, rows)
+        else:
+            rows[:] = _run_dask(jobs, resume, workers, scheduler_address, executor, slurm or {}, threads)
+    finally:  # the summary is always written, also after Ctrl-C (unfinished runs: "interrupted")
+        rows[:] = [r if r is not None else {**failed_row(_row(c), "interrupted before it finished"),
+                                            "status": "interrupted"} for r, c in zip(rows, runs)]
+        _write(out / SUMMARY_NAME, rows)
     return rows
 
 
-def _run_local(jobs, resume, workers, threads, progress) -> list[dict]:
+def _write(path: Path, data) -> None:
+    from phonion.md.restart import write_json_atomic
+
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot write ({exc.strerror or exc}); free space or choose "
+                         "another output directory (-o)") from None
+
+
+def _run_local(jobs, resume, workers, threads, progress, rows: list) -> None:
     if workers == 1:
-        return [run_one(job, resume, None, progress) for job in jobs]
+        for i, job in enumerate(jobs):
+            rows[i] = run_one(job, resume, None, progress)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=worker_init, initargs=(threads, os.getpid())) as pool:
         futures = [pool.submit(run_one, job, resume) for job in jobs]
-        return [f.result() for f in futures]
+        for i, (job, f) in enumerate(zip(jobs, futures)):
+            try:
+                rows[i] = f.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed): that run failed
+                rows[i] = failed_row(_row(MDConfig.from_dict(job)), f"{type(exc).__name__}: {exc}")
 
 
 def _run_dask(jobs, resume, workers, address, executor, slurm, threads) -> list[dict]:

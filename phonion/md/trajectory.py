@@ -244,11 +244,14 @@ class Trajectory:
         }
 
 
-def concatenate(parts: list[Trajectory]) -> Trajectory:
+def concatenate(parts: list[Trajectory], check: bool | None = None) -> Trajectory:
     """Join consecutive pieces of one run (e.g. VASP restarts) into one trajectory.
 
     Species must agree; each later piece is shifted by whole cell vectors so that unwrapped
     positions continue smoothly across the join (restart files start from wrapped positions).
+    ``check``: refuse pieces given twice, overlapping, out of order or with a gap between them
+    (``phonion.md.io.checks.check_pieces``); None (default) checks pieces read from files (those
+    whose metadata name their ``source_files``), not trajectories built in code.
     """
     if not parts:
         raise TrajectoryError("no trajectory to concatenate")
@@ -262,6 +265,13 @@ def concatenate(parts: list[Trajectory]) -> Trajectory:
     dts = {(p.timestep_fs, p.stride) for p in parts}
     if len(dts) > 1:
         raise TrajectoryError(f"{', '.join(files)}: pieces have different (timestep_fs, stride) {sorted(map(str, dts))}")
+    if check is None:
+        check = all(p.metadata.get("source_files") for p in parts)
+    if check and len(parts) > 1:
+        from phonion.md.io.checks import check_pieces
+
+        names = [", ".join(p.metadata.get("source_files", [])) or f"piece {k + 1}" for k, p in enumerate(parts)]
+        check_pieces(parts, names)
     pos = [parts[0].positions]
     for p in parts[1:]:
         prev_last = pos[-1][-1]

@@ -35,7 +35,8 @@ def unwrap_fractional(frac: np.ndarray, source: str = "") -> np.ndarray:
     if frac.shape[0] < 2:
         return frac.copy()
     step = np.diff(frac, axis=0)
-    step -= np.round(step)  # not core.geometry: ~50× faster on (F, N, 3); exact below ½ the cell's least width
+    with np.errstate(invalid="ignore"):  # inf − inf: a damaged file, refused by md.io.checks
+        step -= np.round(step)  # not core.geometry: ~50× faster on (F, N, 3); exact below ½ the cell's least width
     worst = np.abs(step).max() if step.size else 0.0
     if worst > SUSPICIOUS_JUMP:
         warnings.warn(

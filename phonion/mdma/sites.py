@@ -54,6 +54,8 @@ import ase
 import numpy as np
 from ase.neighborlist import neighbor_list
 
+from phonion.core.structures import require_periodic
+
 __all__ = ["Ligand", "SharedPolyhedron", "SiteClasses", "coordination", "polyhedral_sharing",
            "classify_oxygens"]
 
@@ -357,8 +359,9 @@ def classify_oxygens(atoms: ase.Atoms, mobile: str = "Li", anion: str = "O",
     ------
     ValueError
         If the mobile or anion species is absent, ``mobile == anion``, a given framework species
-        is absent or is the mobile/anion species, or no mobile ion has an anion neighbour.
+        is absent or is the mobile/anion species, no mobile ion has an anion neighbour, or no 3-D cell.
     """
+    require_periodic(atoms, "classify_oxygens")
     symbols = np.array(atoms.get_chemical_symbols())
     candidates, framework = _candidates(_species_order(symbols), mobile, anion, framework)
 

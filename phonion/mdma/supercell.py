@@ -7,7 +7,7 @@ import numpy as np
 
 from phonion.core.geometry import minimum_image
 
-__all__ = ["supercell_matrix", "ideal_sites", "MD_SITE_TOLERANCE_A"]
+__all__ = ["supercell_matrix", "ideal_sites", "run_structure", "MD_SITE_TOLERANCE_A"]
 
 #: largest distance (Å) of an MD atom (first frame) from its site when mapping onto the phonon cell
 MD_SITE_TOLERANCE_A = 1.0
@@ -56,3 +56,30 @@ def ideal_sites(unit, md_atoms, mobile: str, tolerance_A: float = MD_SITE_TOLERA
             or float(dist[frame].max()) > 2.5 * tolerance_A):
         return None
     return ideal
+
+
+def run_structure(metadata: dict, files=()):
+    """The structure an MD run was built from, named in its metadata (``structure``, as phonion's MD driver
+    writes into the H5MD), or None when it is not named or cannot be read.
+
+    A relative path is tried as given, then beside each trajectory file in ``files`` and its parent folder
+    (the run folder usually sits in the project that holds the structure); a bundled name loads as such.
+    """
+    from pathlib import Path
+
+    from phonion.core.structures import load_structure
+
+    name = (metadata or {}).get("structure")
+    if not name or not isinstance(name, str):
+        return None
+    candidates = [name]
+    if not Path(name).is_absolute():
+        for f in files:
+            folder = Path(f).resolve().parent
+            candidates += [str(folder / name), str(folder.parent / name)]
+    for candidate in dict.fromkeys(candidates):
+        try:
+            return load_structure(candidate)
+        except ValueError:
+            continue
+    return None

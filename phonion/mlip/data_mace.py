@@ -14,14 +14,19 @@ if TYPE_CHECKING:
 KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
 
 
-def check_elements(data_zs, model_zs, dataset: Dataset | None = None, what: str = "the model") -> None:
-    """Every element of the data must be known to the model; the error names files and elements."""
-    missing = sorted(set(data_zs) - {int(z) for z in model_zs})
+def check_elements(data_zs, model_zs, dataset: Dataset | None = None, what: str = "the model",
+                   sources: dict | None = None) -> None:
+    """Every element of the data must be known to the model; the error names files and elements.
+    ``sources``: file name → atomic numbers in it, to name the files (as ``dataset``'s runs do)."""
+    missing = sorted({int(z) for z in data_zs} - {int(z) for z in model_zs})
     if missing:
         where = ""
         if dataset is not None:
             names = {chemical_symbols[z] for z in missing}
             where = " (in " + "; ".join(r.name for r in dataset.runs if names & set(r.elements)) + ")"
+        elif sources:
+            files = [str(f) for f, zs in sources.items() if set(missing) & {int(z) for z in zs}]
+            where = " (in " + "; ".join(files) + ")" if files else ""
         raise ValueError(f"{what} has no {', '.join(chemical_symbols[z] for z in missing)}{where}; it knows "
                          f"{', '.join(chemical_symbols[int(z)] for z in model_zs)}. Train from scratch or "
                          "use a model that covers these elements")

@@ -42,6 +42,7 @@ def predict(calculator, atoms_list) -> dict:
 
     from phonion.mlip.data import KEYS
 
+    check_model_elements(calculator, atoms_list)
     out = {k: [] for k in ("energy_ref", "energy_pred", "n_atoms", "forces_ref", "forces_pred", "symbols",
                            "stress_ref", "stress_pred", "temperature_K")}
     for atoms in atoms_list:
@@ -114,6 +115,22 @@ def _temp_key(label: str):
     return (1, 0.0) if label == "unknown" else (0, float(label))
 
 
+def check_model_elements(calculator, atoms_list, what: str | None = None) -> None:
+    """A ValueError naming the files, the elements the model lacks and those it knows, before any prediction
+    (mace would fail with ``np.int64(29) is not in list``). Calculators without a ``z_table`` pass."""
+    from phonion.mlip.data_mace import check_elements
+
+    table = getattr(calculator, "z_table", None)
+    zs = getattr(table, "zs", None)
+    if zs is None:
+        return
+    sources: dict = {}
+    for atoms in atoms_list:
+        sources.setdefault(atoms.info.get("source_file", "frames"), set()).update(atoms.numbers.tolist())
+    check_elements(set().union(*sources.values()) if sources else set(), zs, what=what or "the model",
+                   sources=sources)
+
+
 def frames_from_files(files, *, fmt=None, timestep_fs=None, every: int = 1,
                       skip_incomplete: bool = False) -> list:
     """Frames with energy and forces of each file (each its own run), labels under REF_* keys."""
@@ -140,6 +157,7 @@ def frames_from_files(files, *, fmt=None, timestep_fs=None, every: int = 1,
                 s = traj.stress[i]
                 atoms.info[KEYS["stress"]] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
             atoms.info["temperature_K"] = np.nan if temp is None else temp
+            atoms.info["source_file"] = str(path)
             frames.append(atoms)
     return frames
 
@@ -149,6 +167,7 @@ def evaluate_model(model_path, atoms_list, *, device: str = "cpu", dtype: str = 
     from phonion.core.calculators import resolve_calculator
 
     calc = resolve_calculator("mace:" + str(model_path), device=device, dtype=dtype)
+    check_model_elements(calc, atoms_list, what=f"model {model_path}")
     pred = predict(calc, atoms_list)
     return metrics_with_temperatures(pred), pred
 

@@ -15,7 +15,6 @@ seed ``seed + k`` so the runs are independent.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,8 @@ class ReferenceConfig:
     temperatures_K: tuple[float, ...] = (600.0,)
     steps: int = 1000
     timestep_fs: float = 2.0
-    equilibration_steps: int = 0
+    #: None: long enough for the thermostat (:func:`default_equilibration_steps`)
+    equilibration_steps: int | None = None
     sample_every: int = 5
     ensemble: str = "nvt-bussi"
     thermostat_time_fs: float = 100.0
@@ -46,8 +46,18 @@ class ReferenceConfig:
         object.__setattr__(self, "supercell", tuple(int(n) for n in self.supercell))
         if not self.temperatures_K:
             raise ValueError("reference: give at least one temperature (--temperatures-K)")
+        for k in range(len(self.temperatures_K)):  # every MDConfig check, before any run starts
+            self.md_config(k, floors=False).check_frames()
 
-    def md_config(self, k: int):
+    @property
+    def equilibration(self) -> int:
+        """Equilibration steps: as given, or :func:`default_equilibration_steps`."""
+        if self.equilibration_steps is not None:
+            return self.equilibration_steps
+        return default_equilibration_steps(self.ensemble, self.thermostat_time_fs, self.timestep_fs,
+                                           self.sample_every)
+
+    def md_config(self, k: int, floors: bool = True):
         """The ``MDConfig`` of the k-th temperature."""
         from phonion.md.driver import MDConfig
 
@@ -55,12 +65,12 @@ class ReferenceConfig:
         checkpoint = max(self.sample_every, (self.steps // 10) // self.sample_every * self.sample_every)
         cfg = MDConfig(structure=self.structure, calculator=self.calculator, temperature_K=temp,
                        steps=self.steps, timestep_fs=self.timestep_fs,
-                       equilibration_steps=self.equilibration_steps, ensemble=self.ensemble,
+                       equilibration_steps=self.equilibration, ensemble=self.ensemble,
                        thermostat_time_fs=self.thermostat_time_fs,
                        sample_every=self.sample_every, seed=self.seed + k, supercell=self.supercell,
                        checkpoint_every=checkpoint, surrogate_reference=True,
                        output=str(Path(self.output) / f"{temp:g}K"))
-        if self.pair_floor_fraction:
+        if self.pair_floor_fraction and floors:
             import dataclasses
             import itertools
 
@@ -77,6 +87,18 @@ class ReferenceConfig:
         return cfg
 
 
+def default_equilibration_steps(ensemble: str, thermostat_time_fs: float, timestep_fs: float,
+                                sample_every: int) -> int:
+    """5 thermostat times (``phonion.md.driver_guards.settle_steps``; the Bussi / Nosé–Hoover time,
+    Langevin with its default friction), rounded up to a multiple of ``sample_every``; 0 for nve."""
+    from phonion.md.driver_guards import settle_steps
+    from phonion.md.md_config import MDConfig
+
+    steps = settle_steps(MDConfig(ensemble=ensemble, thermostat_time_fs=thermostat_time_fs,
+                                  timestep_fs=timestep_fs, sample_every=1, checkpoint_every=1))
+    return -(-steps // sample_every) * sample_every
+
+
 def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = True) -> dict:
     """Run the MD of every temperature (resuming unfinished ones); returns ``reference.json``'s content.
 
@@ -87,26 +109,41 @@ def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = Tru
         labels the data)
     progress : tqdm progress bars
     """
-    from phonion.md.driver import run_md
-    from phonion.core.calculators import parse_spec, resolve_calculator
+    import warnings
 
+    from phonion.core.calculators import parse_spec, resolve_calculator
+    from phonion.md.driver import preflight, run_md
+    from phonion.md.restart import check_output_dir
+
+    configs = [cfg.md_config(k) for k in range(len(cfg.temperatures_K))]
     if calculator is None:
         spec = parse_spec(cfg.calculator)
         calculator = resolve_calculator(spec, device="cpu" if spec.kind == "emt" else None)
+    check_output_dir(cfg.output)
+    for md in configs:  # runs already there with other settings: refused before any MD
+        preflight(md)
+    for md in configs:
+        check_output_dir(md.output)
     runs = []
-    for k, temp in enumerate(cfg.temperatures_K):
-        result = run_md(cfg.md_config(k), calculator=calculator, resume=True, progress=progress)
+    for md, temp in zip(configs, cfg.temperatures_K):
+        result = run_md(md, calculator=calculator, resume=True, progress=progress)
+        mean = result.mean_temperature_K
         runs.append({"temperature_K": temp, "file": str(result.trajectory), "status": result.status,
-                     "n_frames": result.n_frames, "mean_temperature_K": result.mean_temperature_K,
-                     "std_temperature_K": result.std_temperature_K, "wall_s": result.wall_s})
+                     "n_frames": result.n_frames, "equilibration_steps": md.equilibration_steps,
+                     "mean_temperature_K": mean, "std_temperature_K": result.std_temperature_K,
+                     "temperature_ratio": mean / temp, "wall_s": result.wall_s})
+        if abs(mean / temp - 1.0) > 0.10:
+            warnings.warn(f"{result.trajectory}: mean temperature of the stored frames {mean:.0f} K is "
+                          f"{100 * (mean / temp - 1):+.0f} % off the set-point {temp:g} K; equilibrate "
+                          "longer (--equilibration-steps) or run more steps (--steps)", stacklevel=2)
     summary = {"reference_kind": "surrogate reference", "calculator": cfg.calculator,
                "structure": cfg.structure, "supercell": list(cfg.supercell), "timestep_fs": cfg.timestep_fs,
                "sample_every": cfg.sample_every, "frame_interval_fs": cfg.timestep_fs * cfg.sample_every,
                "ensemble": cfg.ensemble, "runs": runs,
                "note": f"energies, forces and stress from {cfg.calculator} standing in for DFT; not DFT"}
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reference.json").write_text(json.dumps(summary, indent=2))
+    from phonion.md.restart import write_json_atomic
+
+    write_json_atomic(Path(cfg.output) / "reference.json", summary)
     return summary
 
 

@@ -131,6 +131,10 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
     return rounds
 
 
+#: settings that do not change the results: a rerun may change them
+_NEUTRAL = ("workers", "device", "accelerator", "num_threads", "progress_bar")
+
+
 def _check_same(out: Path, cfg: dict) -> None:
     """OUT/learn.json records the settings; a rerun with other settings is refused (not mixed)."""
     path = out / "learn.json"
@@ -138,8 +142,9 @@ def _check_same(out: Path, cfg: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         keep = ("rounds", "output")  # more rounds may be asked for when continuing
-        diff = _differences({k: v for k, v in old.items() if k not in keep},
-                            {k: v for k, v in record.items() if k not in keep})
+        diff = [d for d in _differences({k: v for k, v in old.items() if k not in keep},
+                                        {k: v for k, v in record.items() if k not in keep})
+                if not d.split(".")[-1] in _NEUTRAL]  # how it runs, not what it computes
         if diff:
             raise ValueError(f"{path}: the active learning in {out} was made with other settings "
                              f"({', '.join(diff)}); rerun with the same settings or choose another output")

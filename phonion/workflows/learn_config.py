@@ -53,8 +53,26 @@ def _merge(base: dict, new: dict, where: str, free: tuple = ("train", "validate"
         if isinstance(base.get(key), dict) and isinstance(value, dict):
             out[key] = _merge(base[key], value, name, free)
         else:
+            _check_type(base.get(key), value, name)
             out[key] = value
     return out
+
+
+def _check_type(default, value, name: str) -> None:
+    """A value of the default's kind (an integer where the default is one, a number for a float, a list for
+    a list, ...); a default of None accepts anything. One ValueError naming the dotted key."""
+    if default is None or isinstance(default, dict):
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    kinds = ((bool, isinstance(value, bool), "true or false"),
+             (int, number and float(value).is_integer(), "an integer"),
+             (float, number, "a number"), (str, isinstance(value, str), "a string"),
+             (list, isinstance(value, (list, tuple)), "a list"))
+    for kind, ok, text in kinds:
+        if isinstance(default, kind):
+            if not ok:
+                raise ValueError(f"learn config: {name} must be {text}, got {value!r}")
+            return
 
 
 def load_learn_config(path=None, overrides=(), **given) -> dict:

@@ -1,7 +1,8 @@
 """``run_mdma(MDMAConfig) -> MDMARun``: mass-diffusivity modal analysis of one trajectory with its phonons.
 
 Flow: read the trajectory → load the phonons → Γ modes of the trajectory's own cell (atoms mapped by
-position on its first frame, or by index when the MD cell was built from a known structure) → velocities
+index when the MD cell was built from a known structure, given or named in the trajectory's metadata, else by
+position on its first frame) → velocities
 from the file, or central differences, refused when the frames are too far apart for the fastest mode →
 O classes on the ideal sites → dominant class per mode → MDMA (:func:`phonion.mdma.mdma.run_mdma`).
 ``MDMARun.to_dict()`` is the JSON of ``phonion mdma``; ``MDMARun.save(dir)`` writes its files.
@@ -47,8 +48,12 @@ class MDMAConfig:
     temperature_K: float | None = None
     bins_THz: float | None = None
     site_tolerance_A: float = 0.5
+    #: supercell matrix of phonons given as FORCE_SETS / FORCE_CONSTANTS + POSCAR (3 or 3 × 3 integers)
+    supercell: tuple | None = None
     n_top: int = 5
     plots: bool = True
+    #: the directory the results go to (checked before any work); None: not checked
+    output: str | None = None
 
     def __post_init__(self):
         if self.convention not in ("gordiz", "notebook"):
@@ -59,6 +64,13 @@ class MDMAConfig:
             raise ValueError(f"n_blocks must be an integer ≥ 1, got {self.n_blocks!r}")
         if not (isinstance(self.every, int) and self.every >= 1):
             raise ValueError(f"every must be an integer ≥ 1, got {self.every!r}")
+        from phonion.mdma.phonon_io import check_supercell
+
+        from phonion.workflows.common import check_output_dir
+
+        object.__setattr__(self, "supercell", check_supercell(self.supercell, "supercell (--supercell)"))
+        if self.output is not None:
+            check_output_dir(self.output)
 
 
 @dataclass
@@ -104,18 +116,37 @@ def _source(files) -> str:
     return ", ".join(str(f) for f in files)
 
 
-def _modes(cfg: MDMAConfig, traj, phonon, site_unit, src: str, notes: list):
+SITE_TOLERANCE_HINT = ("if the atoms are only displaced (a hot or long MD run), loosen the site tolerance "
+                       "(--site-tolerance-A, the site_tolerance_A setting; now {tol} Å), or give the structure "
+                       "the MD cell was built from so atoms map by index")
+
+
+def md_sites(traj, mobile: str, files, site_unit=None):
+    """(atoms of the first frame to map onto the phonon cell, how): the MD cell's ideal sites in the MD atom
+    order when the structure it was built from is known (``site_unit``, else the ``structure`` in the
+    trajectory's own metadata) and the order checks out (:func:`phonion.mdma.supercell.ideal_sites`, the
+    mapping ``phonion compare`` uses); else the first frame itself (mapped by position)."""
+    from phonion.mdma.supercell import ideal_sites, run_structure
+
+    atoms0 = traj.to_atoms(0)
+    origin = "given"
+    if site_unit is None:
+        site_unit, origin = run_structure(traj.metadata, files), "from the trajectory's metadata"
+    if site_unit is not None:
+        ideal = ideal_sites(site_unit, atoms0, mobile)
+        if ideal is not None:
+            return ideal, f"index (MD cell built from the structure, {origin})"
+    return atoms0, "position (first frame)"
+
+
+def _modes(cfg: MDMAConfig, traj, phonon, site_unit, src: str, notes: list, files=()):
     """Γ modes of the trajectory's cell: a full matrix, or streamed columns above MAX_MATRIX_MODES."""
     from phonion.mdma.mdma import MAX_MATRIX_MODES
     from phonion.mdma.modes import modes_for_supercell, supercell_mode_columns
-    from phonion.mdma.supercell import ideal_sites
 
-    atoms0 = traj.to_atoms(0)
-    if site_unit is not None:
-        ideal = ideal_sites(site_unit, atoms0, cfg.species)
-        if ideal is not None:
-            atoms0 = ideal
-            notes.append("modes: atoms mapped onto the phonon cell by index (MD cell built from the structure)")
+    atoms0, how = md_sites(traj, cfg.species, files, site_unit)
+    if how.startswith("index"):
+        notes.append(f"modes: atoms mapped onto the phonon cell by {how}")
     streamed = 3 * traj.n_atoms > MAX_MATRIX_MODES
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -124,7 +155,7 @@ def _modes(cfg: MDMAConfig, traj, phonon, site_unit, src: str, notes: list):
                                                                                    cfg.site_tolerance_A)
     except ValueError as exc:
         raise ValueError(f"{src}: the trajectory (first frame) does not match the phonons in {cfg.phonons}: "
-                         f"{exc}") from exc
+                         f"{exc}; " + SITE_TOLERANCE_HINT.format(tol=cfg.site_tolerance_A)) from exc
     for w in caught:
         notes.append(f"modes: {w.message}")
     return source, streamed
@@ -189,7 +220,8 @@ def _bin_edges(cfg: MDMAConfig, freq, n_dof: int, notes: list):
 def run_mdma(cfg: MDMAConfig, *, site_unit=None, phonon=None) -> MDMARun:
     """MDMA of the run in ``cfg.files`` with the phonons in ``cfg.phonons``; nothing is written.
 
-    ``site_unit``: the structure the MD cell was built from (``Atoms.repeat``). When given and the atom
+    ``site_unit``: the structure the MD cell was built from (``Atoms.repeat``; default: the ``structure`` named
+    in the trajectory's metadata, as phonion's MD writes it). When known and the atom
     order checks out (:func:`phonion.mdma.supercell.ideal_sites`), atoms are mapped onto the phonon cell by
     index, so mobile ions far from their sites in the first frame do not matter; otherwise by position.
     ``phonon``: the phonopy object of ``cfg.phonons`` when the caller has it loaded already.
@@ -208,8 +240,9 @@ def run_mdma(cfg: MDMAConfig, *, site_unit=None, phonon=None) -> MDMARun:
     if cfg.species not in traj.symbols:
         raise TrajectoryError(f"{src}: no {cfg.species!r} atoms (species: {sorted(set(traj.symbols))}); "
                               f"give the mobile species with --species")
-    phonon = load_phonons(cfg.phonons) if phonon is None else phonon
-    source, streamed = _modes(cfg, traj, phonon, site_unit, src, notes)
+    if phonon is None:
+        phonon = load_phonons(cfg.phonons, supercell_matrix=cfg.supercell)
+    source, streamed = _modes(cfg, traj, phonon, site_unit, src, notes, files)
     freq = np.asarray(source.frequencies_THz)
     traj, vsrc, temp, temp_source = _velocities(cfg, traj, float(freq.max()), notes)
     labels, participation, class_weights, site_info = _classes(cfg, source, streamed, traj.n_atoms, notes)

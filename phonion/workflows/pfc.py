@@ -35,8 +35,19 @@ class PFCConfig:
     timestep_fs: float | None = None
     file_stride: int | None = None
     fmt: str | None = None
+    #: supercell matrix of phonons given as FORCE_SETS / FORCE_CONSTANTS + POSCAR (3 or 3 × 3 integers)
+    supercell: tuple | None = None
+    #: the directory the results go to (checked before any work); None: not checked
+    output: str | None = None
 
     def __post_init__(self):
+        from phonion.mdma.phonon_io import check_supercell
+
+        from phonion.workflows.common import check_output_dir
+
+        object.__setattr__(self, "supercell", check_supercell(self.supercell, "supercell (--supercell)"))
+        if self.output is not None:
+            check_output_dir(self.output)
         if self.k_nearest is not None and not (isinstance(self.k_nearest, int) and self.k_nearest >= 1):
             raise ValueError(f"k_nearest must be an integer ≥ 1, got {self.k_nearest!r}")
         if not self.hop_threshold_A > 0:
@@ -70,6 +81,7 @@ def _hop_directions(cfg: "PFCConfig", phonon, sc_atoms):
     from phonion.md.trajectory import TrajectoryError
     from phonion.mdma.modes import map_to_primitive
     from phonion.mdma.pfc import _unit, detect_hops
+    from phonion.workflows.mdma import SITE_TOLERANCE_HINT, md_sites
 
     files, mobile = cfg.trajectory, cfg.mobile
     threshold_A, window = cfg.hop_threshold_A, cfg.hop_window
@@ -78,10 +90,12 @@ def _hop_directions(cfg: "PFCConfig", phonon, sc_atoms):
                            stride=cfg.file_stride)
     prim = phonon.primitive
     A, fprim, psym = np.array(prim.cell), np.array(prim.scaled_positions), list(prim.symbols)
+    atoms0, _ = md_sites(traj, mobile, files)  # the mapping of phonion mdma and phonion compare
     try:
-        kappa_md, _, _ = map_to_primitive(A, fprim, psym, traj.to_atoms(0), cfg.site_tolerance_A)
+        kappa_md, _, _ = map_to_primitive(A, fprim, psym, atoms0, cfg.site_tolerance_A)
     except ValueError as exc:
-        raise ValueError(f"{src}: the trajectory (first frame) does not match the phonons: {exc}") from exc
+        raise ValueError(f"{src}: the trajectory (first frame) does not match the phonons: {exc}; "
+                         + SITE_TOLERANCE_HINT.format(tol=cfg.site_tolerance_A)) from exc
     kappa_sc, _, _ = map_to_primitive(A, fprim, psym, sc_atoms, 1e-3)
     ions = traj.indices_of(mobile)
     if ions.size == 0:
@@ -113,7 +127,7 @@ def run_pfc(cfg: PFCConfig, *, phonon=None) -> PFCRun:
     from phonion.mdma.sites import classify_oxygens
 
     phonons, mobile, anion = cfg.phonons, cfg.mobile, cfg.anion
-    phonon = load_phonons(phonons) if phonon is None else phonon
+    phonon = load_phonons(phonons, supercell_matrix=cfg.supercell) if phonon is None else phonon
     sc = to_ase_atoms(phonon.supercell)
     fc = np.asarray(phonon.force_constants)
     try:

@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phonion.workflows.common import check_output_dir
 from phonion.workflows.result import Result
 
 __all__ = ["PhononsConfig", "PhononsRun", "run_phonons"]
+
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class PhononsConfig:
     symprec: float = 1e-5
     device: str | None = None
     plots: bool = True
+    #: the directory the results go to (checked before any force is computed); None: not checked
+    output: str | None = None
 
     def __post_init__(self):
         from phonion.core.calculators import parse_spec
@@ -51,6 +55,8 @@ class PhononsConfig:
         if not self.symprec > 0:
             raise ValueError(f"--symprec must be > 0, got {self.symprec}")
         parse_spec(self.calculator)  # a SPEC that does not parse fails here, before any work
+        if self.output is not None:  # before any force is computed (CHGNet: minutes)
+            check_output_dir(self.output)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class PhononsRun(Result):
         summary.json and (``plots``, default the config's) dos.png, band.png into ``directory``."""
         from phonion.mdma.phonon_io import save_phonons, write_phonon_results
 
+        check_output_dir(directory)
         files = save_phonons(self.phonon, directory)
         files.update(write_phonon_results(self.summary, directory, self.extra))
         if self.plots if plots is None else plots:
@@ -96,6 +103,8 @@ def run_phonons(cfg: PhononsConfig, *, progress: bool = True) -> PhononsRun:
     from phonion.mdma.phonons import compute_force_constants, phonon_summary
     from phonion.mdma.sites import classify_oxygens
 
+    if cfg.output is not None:  # again: it may have changed since the config was made
+        check_output_dir(cfg.output)
     atoms = load_structure(cfg.structure)
     calc = resolve_calculator(cfg.calculator, device=cfg.device)
     t0 = time.perf_counter()

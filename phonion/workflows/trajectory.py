@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phonion.workflows.common import check_time_options, dump_json, trajectory_files
+from phonion.workflows.common import (check_output_file, check_time_options, dump_json, temporary_path,
+                                      trajectory_files)
 from phonion.workflows.result import Result
 
 __all__ = ["InspectConfig", "InspectRun", "run_inspect", "ConvertConfig", "ConvertRun", "run_convert"]
@@ -112,8 +114,15 @@ class ConvertRun(Result):
         from phonion.md.io.h5md import write_h5md
 
         path = self.output if directory is None else Path(directory) / self.output.name
+        check_output_file(path)
         _refuse_existing(path, self.force)
-        write_h5md(path, self.trajectory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_path(path)  # short name: H5MD writing adds its own suffix to it
+        try:
+            write_h5md(tmp, self.trajectory)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         self.files = {"h5md": path}
         return dict(self.files)
 
@@ -121,6 +130,6 @@ class ConvertRun(Result):
 def run_convert(cfg: ConvertConfig) -> ConvertRun:
     """Read the run in ``cfg.files`` (every ``cfg.stride``-th frame) for writing to ``cfg.output``; an existing
     ``cfg.output`` is refused (``FileExistsError``) before anything is read, unless ``cfg.force``."""
-    out = Path(cfg.output)
+    out = check_output_file(cfg.output)
     _refuse_existing(out, cfg.force)
     return ConvertRun(trajectory=_read(cfg, every=cfg.stride), output=out, force=cfg.force)

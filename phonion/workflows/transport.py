@@ -14,6 +14,7 @@ until ``save``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,17 +165,41 @@ class ArrheniusRun(Result):
 def load_diffusion_result(path) -> dict:
     """A ``phonion diffusion`` result.json, refused (ValueError naming the file) when it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give the result.json files written by `phonion diffusion -o DIR`")
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a `phonion diffusion` result (a JSON {type(data).__name__}, "
+                         "not an object); give the result.json files written by `phonion diffusion -o DIR`")
     need = ("temperature_K", "carrier_density_cm3", "tracer_diffusivity_cm2_s")
     missing = [k for k in need if data.get(k) is None]
     if missing:
         raise ValueError(f"{path}: not a `phonion diffusion` result (missing {', '.join(missing)})")
     return data
+
+
+def _column(results, paths, key: str, required: bool) -> np.ndarray:
+    """``key`` of every result as floats (missing → NaN, or a ValueError naming the file when ``required``);
+    numbers that are not numbers, or negative uncertainties, are refused naming the file."""
+    values = []
+    for path, r in zip(paths, results):
+        v = r.get(key)
+        if v is None and required:
+            raise ValueError(f"{path}: no {key} in this result (written by an older `phonion diffusion`?); "
+                             "rerun `phonion diffusion`, or fit --quantity tracer")
+        try:
+            v = np.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: {key} is not a number ({v!r})") from None
+        if key.endswith("_err_cm2_s") and not (np.isnan(v) or 0 <= v < np.inf):
+            raise ValueError(f"{path}: {key} is an uncertainty and must be a finite number ≥ 0, got {v:g}")
+        values.append(v)
+    return np.array(values, dtype=float)
 
 
 def run_arrhenius(cfg: ArrheniusConfig) -> ArrheniusRun:
@@ -183,15 +208,17 @@ def run_arrhenius(cfg: ArrheniusConfig) -> ArrheniusRun:
 
     results = [load_diffusion_result(p) for p in cfg.results]
     key = f"{cfg.quantity}_diffusivity"
-    t = np.array([r["temperature_K"] for r in results], dtype=float)
-    d = np.array([r[f"{key}_cm2_s"] for r in results], dtype=float)
-    e = np.array([r.get(f"{key}_err_cm2_s") if r.get(f"{key}_err_cm2_s") is not None else np.nan
-                  for r in results], dtype=float)
+    t = _column(results, cfg.results, "temperature_K", True)
+    d = _column(results, cfg.results, f"{key}_cm2_s", True)
+    e = _column(results, cfg.results, f"{key}_err_cm2_s", False)
+    bad_t = [str(p) for p, v in zip(cfg.results, t) if not 0 < v < np.inf]
+    if bad_t:
+        raise ValueError(f"{', '.join(bad_t)}: temperature_K must be > 0")
     bad = [str(p) for p, v in zip(cfg.results, d) if not v > 0]
     if bad:
         raise ValueError(f"{', '.join(bad)}: {cfg.quantity} diffusivity ≤ 0; no Arrhenius fit possible")
     fit = arrhenius_fit(t, d, None if np.isnan(e).all() else e)
-    n = np.array([r["carrier_density_cm3"] for r in results], dtype=float)
+    n = _column(results, cfg.results, "carrier_density_cm3", True)
     notes = list(fit.notes)
     if np.ptp(n) > 0.01 * n.mean():
         notes.append(f"carrier densities differ between results ({n.min():.4g}–{n.max():.4g} cm^-3); "
@@ -234,8 +261,14 @@ class ConductivityConfig:
     def __post_init__(self):
         if not self.temperature_K > 0:
             raise ValueError(f"--temperature-K must be > 0, got {self.temperature_K:g}")
-        if not self.diffusivity_cm2_s >= 0:
-            raise ValueError(f"--diffusivity-cm2-s must be ≥ 0, got {self.diffusivity_cm2_s:g}")
+        if not 0 <= self.diffusivity_cm2_s < math.inf:
+            raise ValueError(f"--diffusivity-cm2-s must be ≥ 0 and finite, got {self.diffusivity_cm2_s:g}")
+        err = self.diffusivity_err_cm2_s
+        if err is not None and not 0 <= err < math.inf:
+            raise ValueError(f"--diffusivity-err-cm2-s is an uncertainty: it must be a finite number ≥ 0, "
+                             f"got {err:g}")
+        if not (math.isfinite(self.charge) and self.charge != 0):
+            raise ValueError(f"--charge must be a finite non-zero number, got {self.charge:g}")
 
 
 @dataclass
@@ -270,5 +303,6 @@ def run_conductivity(cfg: ConductivityConfig) -> ConductivityRun:
            "diffusivity_cm2_s": cfg.diffusivity_cm2_s, "temperature_K": cfg.temperature_K,
            "charge": cfg.charge, "structure": str(cfg.structure)}
     if cfg.diffusivity_err_cm2_s is not None:
-        out["conductivity_err_mS_cm"] = sigma / cfg.diffusivity_cm2_s * cfg.diffusivity_err_cm2_s
+        unit = nernst_einstein_conductivity_mS_cm(1.0, cfg.temperature_K, n, cfg.charge)
+        out["conductivity_err_mS_cm"] = unit * cfg.diffusivity_err_cm2_s
     return ConductivityRun(summary=out)

@@ -255,7 +255,9 @@ def validate(cfg: ValidateConfig, progress: bool = True) -> dict:
     rows = run_validation_md(cfg, ref, floors, t_rdf, progress)
     failed = [r for r in rows if str(r["status"]).startswith("failed")]
     if failed:  # e.g. OUT/md holds runs of other settings: never judge a model by another one's MD
-        raise RuntimeError(f"validation MD run {failed[0]['run']} {failed[0]['status']}")
+        reason = failed[0].get("reason") or failed[0].get("message") or ""
+        raise RuntimeError(f"validation MD run {failed[0]['run']} {failed[0]['status']}"
+                           + (f": {reason}" if reason else ""))
     runs = _validation_runs(rows)
     result = _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee, error_metrics)
     _plot_rdf(result.pop("_rdf"), out / "rdf.png")

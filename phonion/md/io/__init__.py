@@ -17,6 +17,8 @@ traj        *.traj (ASE)                                    ``phonion.md.io.ase_
 h5md        *.h5, *.h5md, *.hdf5                            ``phonion.md.io.h5md``
 ==========  =============================================  ==========================
 
+Every file read is checked (``phonion.md.io.checks``): non-finite numbers, singular cells,
+and pieces of a run that repeat, overlap, come out of order or leave a gap are refused.
 A file cut inside a frame reads up to its last whole frame with a ``TruncatedFileWarning``;
 anything else wrong raises ``TrajectoryError`` naming the file.
 """
@@ -79,7 +81,9 @@ def read_trajectory(paths, *, fmt: str | None = None, timestep_fs: float | None 
 
     Parameters
     ----------
-    paths : path or list of paths, pieces of one run in time order (e.g. restarts)
+    paths : path or list of paths, pieces of one run in time order (e.g. restarts). Pieces
+        given twice, overlapping, out of order or with a gap between them are refused
+        (``phonion.md.io.checks.check_pieces``), as are non-finite values and singular cells.
     fmt : format name, or None to detect from each file name
     timestep_fs : MD integrator timestep (POTIM), fs. Used when the file does not record it;
         if the file does and the two disagree, that is an error.
@@ -92,11 +96,14 @@ def read_trajectory(paths, *, fmt: str | None = None, timestep_fs: float | None 
     paths = [Path(p) for p in paths]
     if not paths:
         raise TrajectoryError("no input files given")
+    from phonion.md.io.checks import check_values
+
     parts = []
     for path in paths:
         if not path.exists():
             raise TrajectoryError(f"{path}: no such file")
         traj = _reader(fmt or detect_format(path))(path)
+        check_values(traj, str(path))
         parts.append(_fill_time(traj, timestep_fs, stride, path))
     traj = parts[0] if len(parts) == 1 else concatenate(parts)
     if every < 1:

@@ -33,12 +33,13 @@ Crash safety: ``H5MDWriter`` writes in HDF5 SWMR mode (HDF5 ≥ 1.10 file format
 flushes after every written block, so a killed run leaves a file readable up to its last
 flush (``H5MDReader`` opens files SWMR-read; other tools need ``h5clear -s FILE`` or
 ``clear_consistency_flags(FILE)`` first). ``write_h5md`` (conversion) writes a plain
-HDF5 1.8-compatible file to ``FILE.part`` and renames it into place when complete.
+HDF5 1.8-compatible file to a temporary name beside FILE and renames it into place when complete.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,16 @@ def write_h5md(path, traj: Trajectory, chunk_frames: int = 64, compression: str 
                block_frames: int = 256) -> Path:
     """Write a whole Trajectory to a new H5MD file, atomically.
 
-    The data go to ``PATH.part`` in the same directory, which replaces ``path`` only when
-    complete; on any error the partial file is removed and the error re-raised, so ``path``
+    The data go to a short temporary name (``.tmpXXXXXXXX``, so any name legal for ``path`` works) in the
+    same directory, which replaces ``path`` only when complete; on any error the partial file is removed
+    and the error re-raised, so ``path``
     is either the old file (or absent) or the complete new one.
     Elements are written only for the quantities the trajectory has.
     """
     path = Path(path)
-    part = path.with_name(path.name + ".part")
+    fd, name = tempfile.mkstemp(prefix=".tmp", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    part = Path(name)
     try:
         fields = ["position"] + [n for n, (k, _, _) in FIELDS.items()
                                  if n != "position" and getattr(traj, k) is not None]

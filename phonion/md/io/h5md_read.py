@@ -21,6 +21,7 @@ import numpy as np
 from phonion.md.io.h5md_layout import (  # noqa: F401  (PARTICLE_FIELDS, UNITS, normalise_unit re-exported)
     OBSERVABLES, PARTICLE_FIELDS, UNITS, H5MDLayout, _atom_selection, normalise_unit, unit_factor,
 )
+from phonion.md.io.checks import check_values
 from phonion.md.trajectory import Trajectory, TrajectoryError
 from phonion.md.velocities import unwrap_fractional
 
@@ -49,7 +50,10 @@ class H5MDReader(H5MDLayout):
         self.path = Path(path)
         self._anchors: dict[int, np.ndarray] = {}
         with self._open() as f:
-            self._scan(f, particles_group)
+            try:
+                self._scan(f, particles_group)
+            except OSError as exc:  # a damaged chunk of step/time/species/...
+                raise _damaged(self.path, "its layout datasets", exc) from None
 
     # ---- layout ----------------------------------------------------------------------
     def _open(self) -> h5py.File:
@@ -94,6 +98,12 @@ class H5MDReader(H5MDLayout):
         e = self._el.get(name)
         if e is None:
             return None
+        try:
+            return self._get_raw(f, e, fr, asel, atoms_axis)
+        except OSError as exc:  # h5py: "filter returned failure", "can't read data", ...
+            raise _damaged(self.path, e.path, exc) from None
+
+    def _get_raw(self, f, e, fr, asel, atoms_axis) -> np.ndarray:
         ds = f[e.path]
         nf = len(range(*fr))
         if e.fixed:
@@ -202,6 +212,7 @@ class H5MDReader(H5MDLayout):
         traj = Trajectory(symbols=tuple(self.symbols[i] for i in order), masses=self.masses[order],
                           timestep_fs=self.timestep_fs, stride=self.stride * fr[2], times_fs=times,
                           pbc=self.pbc, metadata=meta, **arrays)
+        check_values(traj, str(self.path), fr[0], fr[2], order)
         return traj, state
 
     def read(self, frames=None, atoms=None) -> Trajectory:
@@ -239,6 +250,11 @@ class H5MDReader(H5MDLayout):
     def __repr__(self) -> str:
         return (f"H5MDReader({str(self.path)!r}, group={self.particles_group!r}, "
                 f"{self.n_frames} frames x {self.n_atoms} atoms)")
+
+
+def _damaged(path, dataset: str, exc: OSError) -> TrajectoryError:
+    return TrajectoryError(f"{path}: the file is damaged (HDF5 could not read or decompress {dataset}: "
+                           f"{exc}); re-convert it or restore it from a copy")
 
 
 def read_h5md(path, particles_group: str | None = None) -> Trajectory:

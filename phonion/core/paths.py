@@ -1,0 +1,32 @@
+"""Paths written into phonion's JSON and HTML outputs, relative to the output directory (so a result
+directory can be moved, archived or shared without dangling absolute paths)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = ["relative_paths"]
+
+
+def relative_paths(value, out):
+    """A copy of ``value`` in which every path inside the directory holding ``out`` (the demo / project
+    directory: its reference runs, MLIP runs, model and ``out`` itself) is written relative to ``out``;
+    paths elsewhere (a shared model, the bundled structure) stay absolute."""
+    out = Path(out).resolve()
+    root = str(out.parent)
+    if root == os.sep:
+        return value
+    pattern = re.compile(re.escape(root) + r"(?=/|$)[^\s,;'\"()]*")
+
+    def fix(v):
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, str) and root in v:
+            return pattern.sub(lambda m: os.path.relpath(m.group(0), out), v)
+        return v
+
+    return fix(value)
