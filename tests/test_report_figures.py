@@ -87,3 +87,17 @@ def test_report_keeps_phonion_warnings_and_shows_third_party_ones_once_elsewhere
     assert kept == ["mlip: the MSD never becomes linear"]
     assert sorted(str(w.message) for w in shown) == ["`torch.jit.load` is deprecated", "cuequivariance not available"]
     assert {w.filename for w in shown} == {plots.__file__, "/usr/lib/site-packages/mace/x.py"}  # real origin kept
+
+
+def test_why_not_converged_lists_each_reason_once_with_its_keys():
+    from phonion.compare.report import _why_not
+
+    result = {"reference": {"numbers": {"a": {"converged": False, "note": "too short"},
+                                        "b": {"converged": True, "note": ""}}},
+              "mlip": {"numbers": {"a": {"converged": False, "note": "MLIP failed validation"},
+                                   "c": {"converged": False, "note": "MLIP failed validation"}}}}
+    html = _why_not(result)
+    assert "2 quantities did not pass" in html
+    assert html.count("MLIP failed validation") == 1  # one line for both keys
+    assert "<li><b>a, c</b> (mlip): MLIP failed validation</li>" in html
+    assert "<li><b>a</b> (reference): too short</li>" in html

@@ -189,17 +189,19 @@ def _invalid_box(result: dict) -> str:
 def _why_not(result: dict) -> str:
     from phonion.compare.checks import limit_lines
 
-    short: dict = {}
+    same: dict = {}  # (side, reason) -> keys: a failed gate gives every MLIP number the same long reason
     for s in ("reference", "mlip"):
         for k, n in result[s]["numbers"].items():
             if not n["converged"]:
-                short.setdefault(k, ([], n["note"]))[0].append(s)
+                same.setdefault((s, n["note"]), []).append(k)
+    n_keys = len({k for keys in same.values() for k in keys})
     limits = "".join(f"<li>{_e(x)}</li>" for x in limit_lines())
-    listed = (f"<p>{len(short)} quantities did not pass their checks (too short to be converged, too few "
+    listed = (f"<p>{n_keys} quantities did not pass their checks (too short to be converged, too few "
               "frames in a fit window, a running integral without a plateau, too noisy, physically impossible, "
               "no value, or an MLIP that failed validation):</p><ul>"
-              + "".join(f"<li><b>{_e(k)}</b> ({_e(', '.join(s))}): {_e(note)}</li>" for k, (s, note) in short.items())
-              + "</ul>" if short else "<p>Every number passed its convergence checks (none is too short to be "
+              + "".join(f"<li><b>{_e(', '.join(keys))}</b> ({_e(side)}): {_e(note)}</li>"
+                        for (side, note), keys in same.items())
+              + "</ul>" if same else "<p>Every number passed its convergence checks (none is too short to be "
               "converged).</p>")
     return (f"<h2>Why not converged</h2>{listed}<p>Limits every number must also meet (otherwise it is never "
             f"converged):</p><ul>{limits}</ul>")
