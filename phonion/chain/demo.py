@@ -33,7 +33,7 @@ def add_demo_parser(sub, formatter) -> None:
     """The ``phonion demo`` subcommand."""
     p = sub.add_parser(
         "demo", formatter_class=formatter,
-        help="the whole chain on the bundled LiGa(SeO3)2 (start here; ~12 min on 2 CPU cores)",
+        help="the whole chain on the bundled LiGa(SeO3)2 (start here; ~15 min on 2 CPU cores)",
         description="The whole chain on the bundled LiGa(SeO3)2 cell (Materials Project, CC BY 4.0): "
                     "surrogate-reference MD with CHGNet at a few temperatures, a committee of MACE models with "
                     "an active-learning round and the fit-for-MD gate, an MLIP MD "
