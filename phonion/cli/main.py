@@ -6,7 +6,6 @@ Run ``phonion --help`` for the stages and ``phonion <stage> --help`` for example
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 
@@ -156,15 +155,12 @@ def _cmd_sites(args) -> int:
     return 0
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """``phonion: warning: <message>`` for phonion's own UserWarnings; any other warning (third-party, or a
     category other than UserWarning) also names its category and origin."""
-    path = os.path.abspath(str(filename))
-    ours = path.startswith(_PACKAGE_DIR + os.sep)
-    if ours and issubclass(category, UserWarning):
+    from phonion.core.paths import from_phonion
+
+    if from_phonion(filename) and issubclass(category, UserWarning):
         return f"phonion: warning: {message}\n"
     return f"phonion: warning: {category.__name__} from {filename}:{lineno}: {message}\n"
 

@@ -5,18 +5,10 @@ with their real category and origin (the CLI's warning format) and kept out of t
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+
+from phonion.core.paths import from_phonion
 
 __all__ = ["ours"]
-
-_PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def _from_phonion(filename) -> bool:
-    try:
-        return Path(str(filename)).resolve().is_relative_to(_PACKAGE)
-    except (OSError, ValueError):
-        return False
 
 
 def ours(caught, prefix: str = "") -> list[str]:
@@ -24,7 +16,7 @@ def ours(caught, prefix: str = "") -> list[str]:
     kept = []
     for w in caught:
         notice = issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
-        if _from_phonion(w.filename) and not notice:
+        if from_phonion(w.filename) and not notice:
             kept.append(f"{prefix}{w.message}")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -1,5 +1,6 @@
-"""Paths written into phonion's JSON and HTML outputs, relative to the output directory (so a result
-directory can be moved, archived or shared without dangling absolute paths)."""
+"""Paths: those written into phonion's JSON and HTML outputs, relative to the output directory (so a result
+directory can be moved, archived or shared without dangling absolute paths), and whether a file is phonion's
+own (the one test used to tell phonion's warnings from third-party ones)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["relative_paths"]
+__all__ = ["relative_paths", "from_phonion"]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def from_phonion(filename) -> bool:
+    """Whether ``filename`` (a warning's or a frame's origin) is a file of the phonion package."""
+    try:
+        return Path(str(filename)).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
 
 
 def relative_paths(value, out):
