@@ -88,7 +88,7 @@ PROFILES: dict[str, dict] = {
                   "trainer": {"max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "patience": 0,
                               "progress_bar": False, "accelerator": "cpu"},
                   "wandb": {"mode": "disabled"}},
-        "learn": {"committee": {"size": 3, "workers": 1}, "finetune": {"max_epochs": 1, "lr": 0.005},
+        "learn": {"md_dtype": "float32", "committee": {"size": 3, "workers": 1}, "finetune": {"max_epochs": 1, "lr": 0.005},
                   "explore": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1},
                   "harvest": {"max_frames": 4},
                   "validate": {"steps": 20, "equilibration_steps": 10, "sample_every": 5, "workers": 1,
@@ -97,24 +97,25 @@ PROFILES: dict[str, dict] = {
         "mlip_md": {"temperatures_K": [1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
                     "fix_temperature_K": None, "steps": 150, "equilibration_steps": 20, "timestep_fs": 2.0,
                     "sample_every": 5, "ensemble": "nvt-bussi", "thermostat_time_fs": 50.0,
-                    "supercell": [1, 1, 1], "workers": 1, **_MD_GUARDS, "allow_failed_gate": True},
+                    "supercell": [1, 1, 1], "workers": 1, "dtype": "float32", **_MD_GUARDS,
+                    "allow_failed_gate": True},
         "compare": {},
     },
     "quick": {
         "description": "CPU, ~14 min on 2 cores: the whole chain; transport numbers not converged",
         "threads": 1,
-        "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 200,
+        "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 300,
                       "equilibration_steps": 60, "timestep_fs": 2.0, "sample_every": 2,
                       "ensemble": "nvt-bussi", "thermostat_time_fs": 40.0, "supercell": [1, 1, 1],
-                      "workers": 2},
+                      "workers": 2, "stress": False},
         "train": {"seed": 123, "dtype": "float32",
-                  "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 3, "every": 2},
+                  "data": {"fractions": [0.8, 0.1, 0.1], "gap_frames": 3, "every": 3},
                   "model": _QUICK_MODEL,
                   "optim": {"lr": 0.02},
                   "trainer": {"max_epochs": 28, "batch_size": 1, "val_batch_size": 16, "patience": 0,
                               "progress_bar": False, "accelerator": "cpu"},
                   "wandb": {"mode": "disabled"}},
-        "learn": {"committee": {"size": 3, "workers": 3}, "finetune": {"max_epochs": 10, "lr": 0.005},
+        "learn": {"md_dtype": "float32", "committee": {"size": 3, "workers": 3}, "finetune": {"max_epochs": 10, "lr": 0.005},
                   "explore": {"steps": 300, "equilibration_steps": 50, "sample_every": 5, "workers": 3},
                   "harvest": {"max_frames": 32},
                   "validate": {"steps": 800, "equilibration_steps": 100, "sample_every": 5, "workers": 2},
@@ -122,7 +123,7 @@ PROFILES: dict[str, dict] = {
         "mlip_md": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "seeds": [0], "fix": ["O_e", "O_c"],
                     "fix_temperature_K": None, "steps": 800, "equilibration_steps": 150,
                     "timestep_fs": 2.0, "sample_every": 5, "ensemble": "nvt-bussi",
-                    "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2, **_MD_GUARDS},
+                    "thermostat_time_fs": 50.0, "supercell": [1, 1, 1], "workers": 2, "dtype": "float32", **_MD_GUARDS},
         "compare": {},
     },
     "full": {
@@ -165,7 +166,7 @@ _CHAIN_SET = {"reference": {"structure", "calculator", "seed", "output"},
 _CHAIN_EXTRAS = {"reference": {"workers": "int"},
                  "mlip_md": {"temperatures_K": "tuple[float, ...]", "seeds": "tuple[int, ...]",
                              "fix": "tuple[str, ...]", "fix_temperature_K": "float | None", "workers": "int",
-                             "allow_failed_gate": "bool"}}
+                             "allow_failed_gate": "bool", "dtype": "str | None"}}
 
 
 def section_fields(section: str) -> dict:
@@ -253,6 +254,9 @@ def check_settings(settings: dict) -> None:
             if not isinstance(train[name], dict):
                 raise ValueError(f"train.{name} must be a section (key: value settings), got {train[name]!r}")
             _check_section(train[name], fields[name], f"train.{name}")
+    if settings["mlip_md"].get("dtype") not in (None, "float32", "float64"):
+        raise ValueError(f"mlip_md.dtype must be float32, float64 or null (the calculator's default), "
+                         f"got {settings['mlip_md']['dtype']!r}")
     for name in ("workers",):
         for section in ("reference", "mlip_md"):
             if int(settings[section].get(name, 1)) < 1:

@@ -290,12 +290,14 @@ def sweep_configs(ctx: StageContext, floors: dict | None = None) -> list:
     fix_t = s.pop("fix_temperature_K", None) or max(temps)
     s.pop("workers", None)
     s.pop("allow_failed_gate", None)
+    dtype = s.pop("dtype", None)  # MACE dtype of the MD only (compare's phonons and parity stay float64)
     if floors:
         s["pair_floors_A"] = dict(floors)
     s["supercell"] = tuple(s.get("supercell", (1, 1, 1)))
     every = int(s["sample_every"])
     s.setdefault("checkpoint_every", max(every, (int(s["steps"]) // 10) // every * every))
-    run = MDConfig(structure=ctx.structure, calculator=ctx.mlip_spec, output="-", **s)
+    spec = ctx.mlip_spec + (("&" if "?" in ctx.mlip_spec else "?") + f"dtype={dtype}" if dtype else "")
+    run = MDConfig(structure=ctx.structure, calculator=spec, output="-", **s)
     out = str(ctx.out / "mlip_md")
     sweeps = [SweepConfig(temperatures_K=temps, seeds=seeds, fix=("none",), output=out, run=run)]
     if fix:

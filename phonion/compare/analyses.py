@@ -9,8 +9,8 @@ so identical inputs give identical numbers (no random seeds anywhere).
   histogram of minimum-image distances (exact below that r_max: every pair has at most one image
   within it, and the wrapped fractional difference is that image); no neighbour-list library needed.
   g_ab(r) = ⟨n_ab(r)⟩ V / (P_ab · 4π/3 (r₂³ − r₁³)), P_ab = N_a N_b (a ≠ b) or N_a (N_a − 1)/2 pairs,
-  so g → 1 for uncorrelated atoms. First-peak position: :func:`first_peak` (bin centre; uncertainty
-  bin/√12).
+  so g → 1 for uncorrelated atoms. First-peak position, uncertainty and "is it a coordination shell":
+  ``phonion.md.rdf.first_peaks`` — one definition for compare and the fit-for-MD gate.
 * VDOS: ``phonion.md.vdos.vdos`` per species and per O class; number: the centroid (``spectral_summary``), not
   converged when the frequency bin is above 1 THz, the frames are more than 10 fs apart, or more than 2 % of
   the weight lies in the top 10 % below the Nyquist frequency (frames too far apart: aliased).
@@ -34,9 +34,10 @@ import numpy as np
 
 from phonion.compare.warn import ours
 
-from phonion.md.rdf import RDF_MAX_A, half_width as _half_width, partial_rdf  # noqa: F401  (re-exported)
+from phonion.md.rdf import PEAK, RDF_MAX_A, first_peak, first_peaks, half_width as _half_width, partial_rdf  # noqa: F401
 
-__all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "vdos_numbers",
+__all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "rdf_peaks_by_temperature",
+           "rdf_shifts_by_temperature", "vdos_numbers",
            "diffusion_numbers", "MIN_MSD_A2", "MIN_FIT_FRAMES", "LIMITS", "RELATIVE_UNCERTAINTY_LIMIT",
            "PARITY_FORCE_RMSE_LIMIT_MEV_A"]
 
@@ -97,51 +98,73 @@ def tkey(temperature_K: float) -> str:
 
 
 # ---- RDF ------------------------------------------------------------------------------------------------
-def first_peak(r_A, g, pairs_per_A3: float, n_minority: int) -> float | None:
-    """r (Å) of the first peak of g, or None.
+def rdf_numbers(traj, side: str, source: str, max_frames: int = 200):
+    """Partial RDFs of one run and the first-peak position of every pair: ``rdf_first_peak_<A>_<B>_A``.
 
-    The first local maximum of g smoothed over 5 bins at or beyond the distance where the cumulative
-    count reaches a quarter partner per atom of the minority species (Σ g · shell · pairs/V ≥ n/4, which
-    skips single noisy pairs at tiny r), kept only if the smoothed g there is ≥ 1.2 (an ideal-gas-like
-    pair has no first peak).
+    Positions, uncertainties and what counts as a coordination shell are ``phonion.md.rdf.first_peaks``
+    (the same definition as the fit-for-MD gate): a pair without a shell, or whose position is not
+    resolved (block uncertainty above ``PEAK["resolved_A"]``), is reported but not converged, with the reason.
     """
-    r = np.asarray(r_A, float)
-    g = np.asarray(g, float)
-    dr = r[1] - r[0]
-    shell = 4.0 / 3.0 * np.pi * ((r + dr / 2) ** 3 - (r - dr / 2) ** 3)
-    count = np.cumsum(g * shell) * pairs_per_A3
-    start = np.flatnonzero(count >= 0.25 * n_minority)
-    if start.size == 0:
-        return None
-    gs = np.convolve(g, np.ones(5) / 5.0, mode="same")
-    k = max(int(start[0]), 1)
-    while k + 1 < gs.size and gs[k + 1] > gs[k]:
-        k += 1
-    return float(r[k]) if gs[k] >= 1.2 and k + 1 < gs.size else None
-
-
-def rdf_numbers(traj, side: str, source: str, max_frames: int = 200, bin_A: float = 0.05):
-    """Partial RDFs of one run and the first-peak position of every pair: ``rdf_first_peak_<A>_<B>_A``."""
-    cells = traj.cells
-    width = min(_half_width(c) for c in cells)  # a varying cell: the smallest over all frames
-    r_max = min(RDF_MAX_A, width - 1e-6)
-    step = max(1, int(math.ceil(traj.n_frames / max_frames)))
-    frames = slice(0, None, step)
-    r, g = partial_rdf(traj.positions[frames], cells[frames], traj.symbols, r_max, bin_A)
-    n_used = len(range(traj.n_frames)[frames])
-    counts = traj.species_counts
-    volume = float(traj.volumes_A3.mean())
+    res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
+    n_used, step = res["n_frames"], max(1, int(math.ceil(traj.n_frames / max_frames)))
     numbers = {}
-    for pair, gp in g.items():
+    for pair, pk in res["peaks"].items():
         a, b = pair.split("-")
-        pairs = counts[a] * (counts[a] - 1) / 2 if a == b else counts[a] * counts[b]
-        peak = first_peak(r, gp, pairs / volume, min(counts[a], counts[b]))
-        note = (f"{n_used} frames (every {step}), bins {bin_A} Å, r_max {r_max:.2f} Å"
-                + ("" if peak is not None else "; no first peak below r_max (no maximum with g ≥ 1.2)"))
+        note = (f"{n_used} frames (every {step}), centroid of the top of the first peak (PEAK settings of "
+                f"phonion.md.rdf), uncertainty from {PEAK['blocks']} blocks, r_max {res['r_max_A']:.2f} Å")
+        why = []
+        if pk is None:
+            note += "; no first peak below r_max"
+        elif not pk["shell"]:
+            why.append(pk["why"])
+        elif pk["err_A"] is not None and pk["err_A"] > PEAK["resolved_A"]:
+            why.append(f"position not resolved (± {pk['err_A']:.2f} Å > {PEAK['resolved_A']:g} Å): longer run needed")
+        if n_used < 10:
+            why.append("fewer than 10 frames")
         numbers[f"rdf_first_peak_{a}_{b}_A"] = number(
-            peak, "Å", side, source, uncertainty=bin_A / math.sqrt(12) if peak is not None else None,
-            converged=n_used >= 10, note=note if n_used >= 10 else note + "; fewer than 10 frames")
-    return numbers, {"r_A": r, "g": g, "r_max_A": r_max, "n_frames": n_used}
+            None if pk is None else pk["r_A"], "Å", side, source, uncertainty=None if pk is None else pk["err_A"],
+            converged=pk is not None and not why, note=note + ("; not converged: " + "; ".join(why) if why else ""))
+    return numbers, {"r_A": res["r_A"], "g": res["g"], "r_max_A": res["r_max_A"], "n_frames": n_used,
+                     "peaks": res["peaks"]}
+
+
+def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
+    """{set-point K: ``first_peaks`` of the first unconstrained run at that set-point} of one side."""
+    out = {}
+    for run in runs:
+        if run.fixed or run.temperature_K is None or run.temperature_K in out:
+            continue
+        traj = load(run)
+        if traj.n_frames >= 2:
+            res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
+            out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"]}
+    return out
+
+
+def rdf_shifts_by_temperature(ref: dict, mlip: dict) -> dict:
+    """MLIP − reference first peaks at every set-point both sides ran (``phonion.md.rdf.peak_shifts``):
+    ``{"by_temperature": {"<T>K": {...}}, "max_abs_shift_A", "limit_A", "worst"}``; the limit is the
+    fit-for-MD gate's (0.1 Å), applied to the pairs whose reference position is resolved."""
+    from phonion.md.rdf import peak_shifts
+
+    by_t, found = {}, []
+    for t in sorted(set(ref) & set(mlip)):
+        res = peak_shifts({"peaks": ref[t]["peaks"]}, {"peaks": mlip[t]["peaks"]})
+        by_t[tkey(t)] = {"reference_run": ref[t]["run"], "mlip_run": mlip[t]["run"],
+                         "reference_measured_K": ref[t]["measured_K"], "mlip_measured_K": mlip[t]["measured_K"],
+                         **res}
+        found += [(math.inf if sh["shift_A"] is None else abs(sh["shift_A"]), tkey(t), pair)
+                  for pair, sh in res["shifts"].items()]
+    worst = max(found) if found else None
+    return {"by_temperature": by_t, "max_abs_shift_A": None if worst is None or worst[0] == math.inf else worst[0],
+            "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2],
+                                                 "lost_peak": worst[0] == math.inf},
+            "limit_A": RDF_SHIFT_LIMIT_A,
+            "passed": worst is not None and worst[0] <= RDF_SHIFT_LIMIT_A}
+
+
+#: |MLIP − reference| first-peak limit, Å (the fit-for-MD gate's ``max_rdf_shift_A``)
+RDF_SHIFT_LIMIT_A = 0.1
 
 
 # ---- VDOS -----------------------------------------------------------------------------------------------

@@ -207,6 +207,38 @@ def _why_not(result: dict) -> str:
             f"converged):</p><ul>{limits}</ul>")
 
 
+def _rdf_shifts(result: dict) -> str:
+    """MLIP − reference first-peak positions at every temperature both sides ran (``rdf_first_peak_shifts``)."""
+    r = result.get("rdf_first_peak_shifts") or {}
+    by_t = r.get("by_temperature") or {}
+    if not by_t:
+        return ""
+    pairs = sorted({p for t in by_t.values() for p in t["shifts"]})
+    head = "".join(f"<th>{_e(p)}</th>" for p in pairs)
+
+    def cell(t, p):
+        sh = t["shifts"].get(p)
+        if sh is None:
+            return f"<td class=note title='{_e(t['not_compared'].get(p, ''))}'>not compared</td>"
+        v, u = sh["shift_A"], sh["err_A"]
+        if v is None:
+            return "<td class=no>no MLIP peak</td>"
+        ok = abs(v) <= r["limit_A"]
+        return f"<td class={'yes' if ok else 'no'}>{v:+.3f}" + (f" ± {u:.3f}" if u is not None else "") + "</td>"
+
+    rows = "".join(f"<tr><td>{_e(k)}</td>{''.join(cell(t, p) for p in pairs)}</tr>" for k, t in by_t.items())
+    skipped = sorted({f"{p}: {why}" for t in by_t.values() for p, why in t["not_compared"].items()})
+    verdict = ("—" if r.get("max_abs_shift_A") is None
+               else f"largest |shift| {r['max_abs_shift_A']:.3f} Å ({r['worst']['pair']}, {r['worst']['temperature']})")
+    return (f"<h2>RDF first peaks at every temperature (MLIP − reference, Å; limit ± {r['limit_A']:g})</h2>"
+            f"<p>{_e(verdict)}: {'within' if r.get('passed') else '<b>outside</b>'} the limit. Position: centroid of "
+            "the top of the first peak; ± from 4 blocks of frames. A pair is compared where the reference has a "
+            "coordination shell whose position it resolves to 0.05 Å.</p>"
+            f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
+            + (f"<details><summary>not compared ({len(skipped)})</summary><ul>"
+               + "".join(f"<li>{_e(x)}</li>" for x in skipped) + "</ul></details>" if skipped else ""))
+
+
 def _summary(result: dict, keys) -> str:
     r, m, d = (result["reference"]["numbers"], result["mlip"]["numbers"], result["differences"])
     head = ("<table><tr><th>quantity</th><th>reference ± σ</th><th>MLIP ± σ</th><th>difference (MLIP − ref)</th>"
@@ -235,6 +267,7 @@ def write_report(result: dict, figures: dict, path) -> Path:
                      f"{_e(s.get('calculator'))}; structure: {_e(s.get('structure', '—'))}</p>{_runs_table(s)}")
     present = [k for k in HEADLINE_KEYS if k in ref["numbers"] or k in mlip["numbers"]]
     parts.append("<h2>Summary</h2>" + _summary(result, present))
+    parts.append(_rdf_shifts(result))
     rest = sorted(set(ref["numbers"]) | set(mlip["numbers"]) - set(present))
     parts.append(f"<details><summary>all {len(rest) + len(present)} numbers</summary>{_summary(result, rest)}"
                  "</details>")

@@ -184,7 +184,7 @@ def _site_groups(unit, md_atoms, ideal, traj, mobile, anion, caught, side) -> di
 
 
 def _analyse_side(side, runs, cfg, ctx) -> dict:
-    from phonion.compare.analyses import diffusion_numbers, rdf_numbers, vdos_numbers
+    from phonion.compare.analyses import diffusion_numbers, rdf_numbers, rdf_peaks_by_temperature, vdos_numbers
     from phonion.compare.modal import (MDMASettings, ideal_sites, mdma_numbers, pfc_numbers, phonon_dos_numbers,
                                        side_phonons)
 
@@ -194,6 +194,8 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
     with clock.stage(f"{side}: diffusion"):
         n, plots["diffusion"] = diffusion_numbers(((load(r), r) for r in runs), side, cfg.mobile, caught)
         numbers.update(n)
+    with clock.stage(f"{side}: RDF by temperature"):
+        info["_rdf_by_T"] = rdf_peaks_by_temperature(runs, load, cfg.rdf_max_frames)
     head_t = ctx["headline"][side]
     head = next((r for r in runs if not r.fixed and r.temperature_K == head_t), None)
     if head is None:
@@ -336,6 +338,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     Paths inside the directory that holds OUT (the runs, the model, OUT itself) are written relative to OUT.
     """
     import phonion
+    from phonion.compare.analyses import rdf_shifts_by_temperature
     from phonion.compare.checks import load_validation
     from phonion.compare.report import make_figures, write_report
     from phonion.core.jsonutil import clean as _clean
@@ -362,6 +365,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     sides["mlip"]["numbers"].update(parity)
     figures = {"parity": figures} if figures else {}
     _truth(sides, invalid, validation)
+    rdf_shifts = rdf_shifts_by_temperature(*(sides[s]["info"].pop("_rdf_by_T", {}) for s in SIDES))
     result = {
         "phonion_version": phonion.__version__,
         "mlip_validation": validation,
@@ -374,6 +378,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
                "runs": [r.to_dict() for r in runs[s]], **sides[s]["info"], "numbers": sides[s]["numbers"]}
            for s in SIDES},
         "differences": _differences(sides["reference"]["numbers"], sides["mlip"]["numbers"]),
+        "rdf_first_peak_shifts": rdf_shifts,
         "warnings": list(dict.fromkeys(caught)),
     }
     with clock.stage("figures"):

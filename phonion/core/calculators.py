@@ -20,6 +20,9 @@ SPEC                        calculator
 
 Options follow a ``?``: ``mace:model.model?device=cuda&dtype=float32``. ``device`` defaults
 to CUDA when available, else CPU; ``dtype`` (mace) defaults to float64 on CPU, float32 on GPU.
+``chgnet?stress=false`` predicts energy and forces only: CHGNet's own calculator always adds the
+stress, a second backward pass over the strain that costs ~40 % of a step and that NVT MD never
+reads (the surrogate reference of the quick demo uses it; the frames then carry no stress).
 ``module:function`` receives the options as keyword arguments (strings).
 """
 
@@ -154,7 +157,25 @@ def _build_chgnet(spec, device, dtype, opts):
         if not path.is_file():
             raise CalculatorSpecError(f"{path}: no such CHGNet model file")
         model = CHGNet.from_file(str(path))
-    return CHGNetCalculator(model=model, use_device=device)
+    stress = opts.pop("stress", "true").lower()
+    if stress not in ("true", "false"):
+        raise CalculatorSpecError(f"{spec.text!r}: stress must be true or false, got {stress!r}")
+    if opts:
+        raise CalculatorSpecError(f"{spec.text!r}: unknown CHGNet option(s) {', '.join(sorted(opts))} "
+                                  "(known: device, stress)")
+    if stress == "true":
+        return CHGNetCalculator(model=model, use_device=device)
+
+    class CHGNetNoStress(CHGNetCalculator):
+        """CHGNet's calculator asked for energy and forces only (task "ef" instead of its fixed
+        "efsm"): chgnet has no switch for it, hence this subclass (module docstring)."""
+
+        implemented_properties = ("energy", "free_energy", "forces")
+
+        def calculate(self, atoms=None, properties=None, system_changes=None, task="ef"):
+            super().calculate(atoms, properties, system_changes, task="ef")
+
+    return CHGNetNoStress(model=model, use_device=device)
 
 
 def committee_files(target: str) -> list[str]:

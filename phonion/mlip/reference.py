@@ -40,8 +40,22 @@ class ReferenceConfig:
     #: pair (``ase.data.covalent_radii``): "atoms on top of each other", never a close approach the
     #: reference itself makes (a hopping Li passes another at ~2.2 Å); None: only the absolute floor
     pair_floor_fraction: float | None = 0.5
+    #: record the stress with every frame; False (a CHGNet reference only) skips CHGNet's second
+    #: backward pass: 1.55× faster NVT reference MD (0.43 → 0.28 s a step, 80 atoms, one core),
+    #: frames without stress (training then fits energies and forces only)
+    stress: bool = True
 
     def __post_init__(self):
+        if not self.stress:
+            from phonion.core.calculators import parse_spec
+
+            spec = parse_spec(self.calculator)
+            if spec.kind != "chgnet":
+                raise ValueError(f"reference: stress=false is a CHGNet option (skips its stress pass); the "
+                                 f"calculator {self.calculator!r} computes what it computes — drop stress=false")
+            if "stress" not in spec.options:
+                object.__setattr__(self, "calculator", self.calculator + ("&" if "?" in self.calculator else "?")
+                                   + "stress=false")
         object.__setattr__(self, "temperatures_K", tuple(float(t) for t in self.temperatures_K))
         object.__setattr__(self, "supercell", tuple(int(n) for n in self.supercell))
         if not self.temperatures_K:
@@ -140,7 +154,8 @@ def run_reference(cfg: ReferenceConfig, *, calculator=None, progress: bool = Tru
                "structure": cfg.structure, "supercell": list(cfg.supercell), "timestep_fs": cfg.timestep_fs,
                "sample_every": cfg.sample_every, "frame_interval_fs": cfg.timestep_fs * cfg.sample_every,
                "ensemble": cfg.ensemble, "runs": runs,
-               "note": f"energies, forces and stress from {cfg.calculator} standing in for DFT; not DFT"}
+               "note": f"energies, forces{' and stress' if cfg.stress else ''} from {cfg.calculator} standing in "
+                       "for DFT; not DFT"}
     from phonion.md.restart import write_json_atomic
 
     write_json_atomic(Path(cfg.output) / "reference.json", summary)

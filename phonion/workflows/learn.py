@@ -94,7 +94,7 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
         t0 = time.perf_counter()
         stats, new = {}, []
         if rnd > 0:
-            spec = committee_spec(previous, cfg["device"])
+            spec = committee_spec(previous, cfg["device"], cfg.get("md_dtype"))
             train_frames = training_frames(cfg, labelled)
             floors = learn_pair_floors(train_frames, fraction=float(cfg["explore"]["pair_floor_fraction"]))
             temps = _explore_temperatures(cfg, files)
@@ -113,7 +113,8 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
             labelled = sorted(set(labelled) | set(new))
         members = train_committee(cfg, round_dir, labelled, previous, progress)
         check = rnd >= min_rounds or rnd == max_rounds or bool(cfg["rounds"].get("gate_every_round"))
-        val = gate(cfg, round_dir, committee_spec([m["model"] for m in members], cfg["device"]), progress) \
+        spec = committee_spec([m["model"] for m in members], cfg["device"], cfg.get("md_dtype"))
+        val = gate(cfg, round_dir, spec, progress) \
             if check else None
         n_added = sum(len(_frames_in(f)) for f in new)
         rec = _record(rnd, n_added, sum(len(_frames_in(f)) for f in labelled), members, val, stats,

@@ -63,9 +63,9 @@ def train_committee(cfg: dict, round_dir: Path, labelled: list[str], previous: l
     return [_train_member(d) for d in dicts]  # finished members only read their metrics
 
 
-def committee_spec(models: list[str], device: str = "cpu") -> str:
+def committee_spec(models: list[str], device: str = "cpu", dtype: str | None = None) -> str:
     """Calculator SPEC of a committee (mace's MACECalculator over every member)."""
-    return "mace:" + ",".join(str(m) for m in models) + f"?device={device}"
+    return "mace:" + ",".join(str(m) for m in models) + f"?device={device}" + (f"&dtype={dtype}" if dtype else "")
 
 
 def training_frames(cfg: dict, labelled: list[str], n_max: int = 200) -> list:

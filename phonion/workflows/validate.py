@@ -339,8 +339,11 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
         "reference_closest_approach_A": ref_min, "mlip_closest_approach_A": mlip_min, "pair_floors_A": floors,
         "rdf_first_peak_max_shift_A": max_shift, "rdf_first_peak_shift_by_pair_A": shifts,
         "rdf_pairs_without_mlip_peak": lost, "rdf_pairs_not_compared": skipped,
-        "rdf_first_peaks_A": {side: {k: None if v is None else round(v[0], 3) for k, v in rdf[side]["peaks"].items()}
+        "rdf_first_peaks_A": {side: {k: None if v is None else round(v["r_A"], 3) for k, v in rdf[side]["peaks"].items()}
                               for side in ("reference", "mlip") if rdf.get(side)},
+        "rdf_first_peak_uncertainty_A": {side: {k: None if v is None or v["err_A"] is None else round(v["err_A"], 3)
+                                                for k, v in rdf[side]["peaks"].items()}
+                                         for side in ("reference", "mlip") if rdf.get(side)},
         "rdf_temperatures_K": {"reference": rdf.get("t_ref"), "mlip": rdf.get("t_mlip")},
         "mean_temperature_ratio": t_worst, "mean_temperature_ratio_by_run": t_ratios,
         "uncertainty_p99_meV_A": p99, "uncertainty_calibration": calib,

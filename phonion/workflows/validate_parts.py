@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phonion.md.rdf import PEAK, first_peaks, peak_shifts
+
 
 # ---- reference side -------------------------------------------------------------------------------
 def reference_files(reference) -> list[str]:
@@ -101,56 +103,23 @@ def closest_approach(frames_or_trajs, cutoff_A: float = 4.0) -> dict:
     return dict(sorted(best.items()))
 
 
-#: RDF first peaks: Gaussian smoothing (Å: 0.15 merges the two humps of a broad shell such as
-#: Se–Se near 4.3 Å, whose argmax otherwise jumps by 0.16 Å between equally good runs; sharp
-#: peaks keep their position), histogram bin (Å), the smallest smoothed reference peak
-#: height that counts as a coordination shell (a minority pair with 8 atoms has no clear first
-#: peak in a short run: its "peak" moves by tenths of an Å with noise), and the margin below r_max
-RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = 0.15, 0.02, 2.0, 0.3
+#: RDF first peaks: the one definition of ``phonion.md.rdf`` (``PEAK``: smoothing, top centroid, block
+#: uncertainty, what counts as a shell and as resolved); re-exported under the names used before
+RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = (PEAK["smooth_A"], PEAK["bin_A"], PEAK["min_height"],
+                                                    PEAK["edge_A"])
 
 
 def rdf_peaks(traj, max_frames: int = 200) -> dict:
-    """First-peak position (Å) and height of every partial RDF of a run.
-
-    The RDFs are ``phonion.md.rdf.partial_rdf`` (bins of ``RDF_BIN_A``); each is smoothed by
-    a Gaussian of ``RDF_SMOOTH_A`` and its first peak is the first local maximum after g first
-    exceeds 0.5. Returns ``{"peaks": {pair: (r_A, height)}, "r_A", "g", "r_max_A"}``.
-    """
-    from scipy.ndimage import gaussian_filter1d
-
-    from phonion.md.rdf import RDF_MAX_A, half_width, partial_rdf
-
-    step = max(1, int(math.ceil(traj.n_frames / max_frames)))
-    cells = traj.cells[::step]
-    r_max = min(RDF_MAX_A, min(half_width(c) for c in cells) - 1e-6)
-    r, g = partial_rdf(traj.positions[::step], cells, traj.symbols, r_max, RDF_BIN_A)
-    peaks = {}
-    for pair, gp in g.items():
-        gs = gaussian_filter1d(gp, RDF_SMOOTH_A / RDF_BIN_A)
-        above = np.flatnonzero(gs > 0.5)
-        if not above.size:
-            peaks[pair] = None
-            continue
-        k = int(above[0])
-        while k + 1 < gs.size and gs[k + 1] >= gs[k]:
-            k += 1
-        peaks[pair] = (float(r[k]), float(gs[k]))
-    return {"peaks": peaks, "r_A": r, "g": g, "r_max_A": r_max}
+    """First peaks of every partial RDF of a run (``phonion.md.rdf.first_peaks``)."""
+    return first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
 
 
 def rdf_shifts(ref: dict, mlip: dict) -> tuple[dict, list]:
-    """|first-peak shift| (Å) of every pair whose reference peak is a coordination shell
-    (smoothed height ≥ ``RDF_MIN_PEAK``, ≥ ``RDF_EDGE_A`` inside r_max); pairs skipped as too
-    noisy are listed with the reason. A pair whose MLIP RDF has no peak gets None (a failure)."""
-    shifts, skipped = {}, []
-    for pair, pa in ref["peaks"].items():
-        if pa is None or pa[1] < RDF_MIN_PEAK or pa[0] > ref["r_max_A"] - RDF_EDGE_A:
-            skipped.append(f"{pair} (no clear reference first peak"
-                           + ("" if pa is None else f": g = {pa[1]:.2f} at {pa[0]:.2f} Å") + ")")
-            continue
-        pb = mlip["peaks"].get(pair)
-        shifts[pair] = None if pb is None else abs(pb[0] - pa[0])
-    return shifts, skipped
+    """({pair: |MLIP − reference| first-peak shift, Å, or None when the MLIP lost the peak} of the
+    compared pairs, ["pair (why not compared)", ...]) — ``phonion.md.rdf.peak_shifts``."""
+    res = peak_shifts(ref, mlip)
+    shifts = {k: None if v["shift_A"] is None else abs(v["shift_A"]) for k, v in res["shifts"].items()}
+    return shifts, [f"{k} ({why})" for k, why in res["not_compared"].items()]
 
 
 def _frame_max_spread(pred: dict) -> np.ndarray:

@@ -24,7 +24,7 @@ import pytest
 from compare_systems import FAILED_VALIDATION, SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, \
     structure, write_extxyz_copy, write_run_record
 from phonion.compare.run import CompareConfig, CompareError, run_compare
-from phonion.compare.analyses import first_peak, partial_rdf
+from phonion.compare.analyses import first_peak, first_peaks, partial_rdf
 
 FIELDS = ("value", "uncertainty", "unit", "side", "source", "converged", "note")
 SECTIONS = {"parity", "rdf", "vdos", "diffusion", "phonons", "mdma", "pfc", "fixed"}
@@ -69,6 +69,11 @@ def test_identical_inputs_give_identical_numbers_and_zero_differences(same):
     assert "shared" in r["mlip"]["phonons"]["cached"]  # one phonon computation for both sides
     assert r["invalid_runs"] == [] and r["mlip_validation"] is None
     assert "not validated" in (out / "report.html").read_text(encoding="utf-8")
+    shifts = r["rdf_first_peak_shifts"]  # every set-point both sides ran, identical runs: zero shift
+    assert set(shifts["by_temperature"]) == {"600K", "900K"}
+    compared = [s for t in shifts["by_temperature"].values() for s in t["shifts"].values()]
+    assert compared and all(s["shift_A"] == 0.0 for s in compared)
+    assert shifts["max_abs_shift_A"] == 0.0 and shifts["passed"]
 
 
 def test_numbers_json_contract(same):
@@ -213,7 +218,8 @@ def test_partial_rdf_ideal_gas_and_crystal():
     r, g = partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 3.9, 0.1)
     for pair, gp in g.items():  # uncorrelated atoms: g = 1, no first peak
         assert abs(gp[r > 1.5].mean() - 1) < 0.05, pair
-    assert first_peak(r, g["Li-O"], 40 * 80 / abs(np.linalg.det(cell)), 40) is None
+    res = first_peaks(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80)
+    assert all(p is None or not p["shell"] for p in res["peaks"].values())  # an ideal gas has no shell
     with pytest.raises(ValueError, match="half the cell width"):
         partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 4.5)
     atoms = structure()  # a static crystal: the Ga–O first peak lies among the GaO6 bond lengths
@@ -222,8 +228,8 @@ def test_partial_rdf_ideal_gas_and_crystal():
     ga, o = np.flatnonzero(sym == "Ga"), np.flatnonzero(sym == "O")
     bonds = atoms.get_all_distances(mic=True)[np.ix_(ga, o)]
     bonds = bonds[bonds < 2.5]
-    peak = first_peak(r, g["Ga-O"], len(ga) * len(o) / atoms.get_volume(), len(ga))
-    assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03
+    peak, height = first_peak(r, g["Ga-O"])
+    assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03 and height > 2
 
 
 def test_bad_inputs_give_one_clear_error_naming_the_directory(runs, tmp_path, data_dir):

@@ -1,0 +1,71 @@
+"""The one first-peak definition (phonion.md.rdf.first_peaks / peak_shifts) used by compare and the
+fit-for-MD gate: positions of known shells, block uncertainties, expansion shows as a shift, and the
+contract of which pairs are compared."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from phonion.md.rdf import PEAK, first_peak, first_peaks, peak_shifts
+
+
+def _thermal(atoms, n_frames, sigma, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    pos = atoms.positions * scale + rng.normal(0.0, sigma, (n_frames, len(atoms), 3))
+    cells = np.broadcast_to(atoms.cell.array * scale, (n_frames, 3, 3))
+    return pos, cells
+
+
+@pytest.fixture(scope="module")
+def nacl():
+    return bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((2, 2, 2))  # Na–Cl 2.82 Å, Na–Na 3.99 Å
+
+
+def test_shell_positions_and_uncertainties_of_a_thermal_crystal(nacl):
+    pos, cells = _thermal(nacl, 80, 0.08, 0)
+    res = first_peaks(pos, cells, nacl.get_chemical_symbols())
+    na_cl, na_na = res["peaks"]["Na-Cl"], res["peaks"]["Na-Na"]
+    assert na_cl["shell"] and na_na["shell"]
+    # Gaussian displacements of 0.08 Å: the shell is centred at the lattice distance (to ~σ²/r)
+    assert abs(na_cl["r_A"] - 2.82) < 0.02 and abs(na_na["r_A"] - 5.64 / np.sqrt(2)) < 0.02
+    assert 0 < na_cl["err_A"] < 0.01  # 4 blocks of 20 frames of a sharp shell: well resolved
+    assert res["n_frames"] == 80
+
+
+def test_an_expanded_crystal_shows_as_a_shift_and_the_same_crystal_as_none(nacl):
+    sym = nacl.get_chemical_symbols()
+    a = first_peaks(*_thermal(nacl, 60, 0.08, 1), sym)
+    same = first_peaks(*_thermal(nacl, 60, 0.08, 2), sym)  # other noise, same structure
+    big = first_peaks(*_thermal(nacl, 60, 0.08, 3, scale=1.04), sym)
+    s0, s1 = peak_shifts(a, same), peak_shifts(a, big)
+    for pair, sh in s0["shifts"].items():
+        assert abs(sh["shift_A"]) < 3 * sh["err_A"] + 0.01, pair
+    assert s1["shifts"]["Na-Cl"]["shift_A"] == pytest.approx(0.04 * 2.82, abs=0.02)
+    assert s1["max_abs_shift_A"] == pytest.approx(max(abs(v["shift_A"]) for v in s1["shifts"].values()))
+    assert s1["max_abs_shift_A"] > 0.1 > s0["max_abs_shift_A"]
+
+
+def test_which_pairs_are_compared():
+    def pk(r, err=0.01, shell=True, why=None):
+        return {"r_A": r, "height": 3.0, "err_A": err, "shell": shell, "why": why}
+
+    ref = {"peaks": {"A-A": pk(2.0), "A-B": pk(3.0, err=0.2), "B-B": pk(4.0, shell=False, why="no shell"),
+                     "C-C": None, "A-C": pk(2.5)}}
+    mlip = {"peaks": {"A-A": pk(2.05), "A-B": pk(3.5), "B-B": pk(1.0), "C-C": pk(1.0), "A-C": None}}
+    res = peak_shifts(ref, mlip)
+    assert set(res["shifts"]) == {"A-A", "A-C"}  # a shell resolved in the reference
+    assert res["shifts"]["A-A"]["shift_A"] == pytest.approx(0.05)
+    assert res["shifts"]["A-A"]["err_A"] == pytest.approx(np.hypot(0.01, 0.01))
+    assert res["shifts"]["A-C"]["shift_A"] is None  # the MLIP lost a peak the reference has: a failure
+    assert res["max_abs_shift_A"] is None
+    assert "not resolved" in res["not_compared"]["A-B"] and res["not_compared"]["B-B"] == "no shell"
+    assert set(res["not_compared"]) == {"A-B", "B-B", "C-C"}
+
+
+def test_a_broad_two_hump_shell_has_one_position():
+    """The argmax of a flat-topped shell jumps between its humps with noise; the top centroid does not."""
+    r = np.arange(0.01, 6.0, PEAK["bin_A"])
+    g = 2.5 * np.exp(-0.5 * ((r - 4.2) / 0.12) ** 2) + 2.5 * np.exp(-0.5 * ((r - 4.5) / 0.12) ** 2)
+    rng = np.random.default_rng(0)
+    pos = [first_peak(r, g * (1 + rng.normal(0, 0.08, r.size)))[0] for _ in range(40)]
+    assert abs(np.mean(pos) - 4.35) < 0.03 and np.std(pos) < 0.03
