@@ -152,3 +152,17 @@ def test_units_match_their_definitions():
     assert units.AMU_A2_PER_FS2_TO_EV == pytest.approx(103.6427, rel=1e-6)
     assert units.THZ_TO_CM1 == pytest.approx(33.35641, rel=1e-6)
     assert units.A2_FS_TO_CM2_S == 0.1
+
+
+def test_worker_processes_print_warnings_on_one_line_in_the_cli_format():
+    """A warning raised in a phonion worker process (pool initialiser ``worker_init``) is one line,
+    naming category and origin for third-party code (e.g. CHGNet's multi-line UserWarnings)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, warnings\nfrom phonion.core.threads import worker_init\nworker_init(1, os.getppid())\n"
+            "warnings.warn_explicit('first line\\nsecond line', UserWarning, '/site-packages/lib/x.py', 7)\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONWARNINGS": "default"}).stderr
+    assert err == "phonion: warning: UserWarning from /site-packages/lib/x.py:7: first line second line\n"

@@ -262,9 +262,11 @@ def stage_learn(ctx: StageContext) -> dict | None:
     """Committee training, active-learning rounds and the fit-for-MD gate (``phonion.workflows.learn``) → ``learn/``."""
     if (ctx.out / "learn" / "committee.json").is_file() and (ctx.out / "learn" / "validation.json").is_file():
         return None
+    from phonion.chain.learn_progress import LearnProgress
     from phonion.workflows.learn import run_learn
 
-    with torch_threads(ctx.settings.get("threads")):
+    with torch_threads(ctx.settings.get("threads")), \
+            LearnProgress(ctx.out / "learn", ctx.settings, PROGRESS_EVERY_S, ctx.progress):
         rounds = run_learn(learn_config(ctx), progress=ctx.progress)
     return {"rounds": rounds, "validation": _record(ctx.out / "learn" / "validation.json")}
 

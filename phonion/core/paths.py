@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["relative_paths", "from_phonion"]
+__all__ = ["relative_paths", "from_phonion", "format_warning"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -19,6 +19,16 @@ def from_phonion(filename) -> bool:
         return Path(str(filename)).resolve().is_relative_to(_PACKAGE)
     except (OSError, ValueError):
         return False
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """One line per warning: ``phonion: warning: <message>`` for phonion's own UserWarnings; any other
+    (third-party, or a category other than UserWarning) also names its category and origin. Installed
+    by the CLI and in every worker process phonion starts (``phonion.core.threads.worker_init``)."""
+    text = " ".join(str(message).split())
+    if from_phonion(filename) and issubclass(category, UserWarning):
+        return f"phonion: warning: {text}\n"
+    return f"phonion: warning: {category.__name__} from {filename}:{lineno}: {text}\n"
 
 
 def relative_paths(value, out):

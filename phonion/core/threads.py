@@ -59,10 +59,15 @@ def threads(n: int | None, *, env: bool = True):
 
 
 def worker_init(n_threads: int, parent_pid: int) -> None:
-    """Process-pool initialiser: :func:`limit_threads`, and exit if the parent dies (no orphan keeps writing)."""
+    """Process-pool initialiser: :func:`limit_threads`, warnings on one line in the CLI's format, and exit
+    if the parent dies (no orphan keeps writing)."""
     import threading
+    import warnings
+
+    from phonion.core.paths import format_warning
 
     limit_threads(n_threads)
+    warnings.formatwarning = format_warning
 
     def watch():
         while True:

@@ -353,6 +353,9 @@ class _Run:
                            std_temperature_K=float(temps.std()),
                            temperature_ratio=float(temps.mean()) / self.cfg.temperature_K,
                            wall_s=self.wall0 + time.perf_counter() - self.t0, **self.guards.record_fields())
+        from phonion.md.io.h5md_write import update_metadata  # the file alone says what T its frames had
+        update_metadata(self.out / TRAJECTORY_NAME, mean_temperature_K=self.record["mean_temperature_K"],
+                        std_temperature_K=self.record["std_temperature_K"], status="complete")
         write_json_atomic(self.out / RECORD_NAME, self.record)
         self.log.info("complete: %d frames, <T> = %.1f ± %.1f K, wall %.1f s", traj.n_frames,
                       self.record["mean_temperature_K"], self.record["std_temperature_K"],

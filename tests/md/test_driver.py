@@ -306,3 +306,18 @@ def test_sigkill_at_random_moments_then_resume(ensemble, cu32, tmp_path):
     assert np.array_equal(a.positions, b.positions) and np.array_equal(a.forces, b.forces)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "complete" and record["n_frames"] == 61
+
+
+def test_complete_run_writes_measured_temperature_into_the_h5md_metadata(cu32, tmp_path):
+    """The trajectory alone says what temperature its frames had (run.json's numbers, same values)."""
+    import json
+
+    from phonion.md.driver import MDConfig, run_md
+    from phonion.md.io import read_trajectory
+
+    cfg = cu_cfg(cu32, tmp_path / "r", steps=20, sample_every=5)
+    run_md(cfg, progress=False)
+    rec = json.loads((tmp_path / "r" / "run.json").read_text())
+    meta = read_trajectory(tmp_path / "r" / "traj.h5").metadata
+    assert meta["mean_temperature_K"] == rec["mean_temperature_K"] and meta["status"] == "complete"
+    assert meta["std_temperature_K"] == rec["std_temperature_K"]

@@ -353,3 +353,15 @@ def _counts(symbols) -> dict:
     for s in symbols:
         out[s] = out.get(s, 0) + 1
     return out
+
+
+def update_metadata(path, **fields) -> None:
+    """Add ``fields`` to the JSON metadata (``/parameters/phonion``) of a closed H5MD file written by
+    :class:`H5MDWriter` (e.g. the measured mean temperature once a run is complete, so the file alone says
+    what temperature its frames had). Written by opening the file read-write without SWMR: HDF5 does not
+    allow attributes to change while a SWMR writer holds the file."""
+    with h5py.File(path, "r+") as f:
+        p = f["parameters/phonion"]
+        meta = json.loads(p.attrs["metadata"]) if "metadata" in p.attrs else {}
+        meta.update(fields)
+        p.attrs["metadata"] = json.dumps(meta, default=functools.partial(json_default, fallback=str))
