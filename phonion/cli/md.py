@@ -29,7 +29,7 @@ finished runs are never re-run. nvt-nhc, nvt-bussi, nvt-langevin: NVT; nve: velo
 restarts are bit-exact for nve, nvt-langevin and nvt-bussi (nvt-nhc: chain variables restart)."""
 
 #: argparse destinations that are not run settings
-_NOT_SETTINGS = {"set_overrides", "_generic_config", "resume", "workers", "executor", "scheduler_address", "config", "no_progress", "func",
+_NOT_SETTINGS = {"set_overrides", "_generic_config", "resume", "workers", "threads", "engine", "batch_size", "executor", "scheduler_address", "config", "no_progress", "func",
                  "command", "model", "convert"}
 
 
@@ -44,6 +44,14 @@ def add_md_parsers(sub, formatter) -> None:
     _add_run_options(p)
     p.add_argument("--workers", type=int, default=argparse.SUPPRESS, metavar="W",
                    help="parallel runs (processes / dask workers / SLURM jobs) (default 1)")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="torch / OpenMP threads of each run (default: the cores free when the sweep starts, "
+                        "divided among the workers; never more threads than cores); recorded in run.json")
+    p.add_argument("--engine", choices=["ase", "batched"], default=argparse.SUPPRESS,
+                   help="ase: one ASE integrator per run, any calculator (default); batched: MACE only, every "
+                        "run advanced together in this process, one model call per step (nvt-bussi, nve)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=argparse.SUPPRESS, metavar="B",
+                   help="--engine batched: systems per model call (default: all runs)")
     p.add_argument("--executor", choices=["local", "dask", "slurm"], default=argparse.SUPPRESS,
                    help="local processes, dask (LocalCluster or --scheduler-address), or slurm "
                         "(dask-jobqueue; options in the config under 'slurm') (default local)")
@@ -117,7 +125,7 @@ def sweep_config_from_args(args):
 
     data = apply_overrides(read_yaml(args.config) if args.config else {}, getattr(args, "set_overrides", []))
     data.pop("slurm", None)
-    for key in ("workers", "executor", "scheduler_address"):
+    for key in ("workers", "threads", "engine", "batch_size", "executor", "scheduler_address"):
         data.pop(key, None)
     cli = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     if "temperatures_K" in cli:
@@ -135,7 +143,10 @@ def _executor_options(args) -> dict:
     pick = (lambda key, default: getattr(args, key) if getattr(args, key, None) is not None
             else data.get(key, default))
     return {"executor": pick("executor", "local"), "workers": int(pick("workers", 1)),
-            "scheduler_address": pick("scheduler_address", None), "slurm": data.get("slurm")}
+            "scheduler_address": pick("scheduler_address", None), "slurm": data.get("slurm"),
+            "threads": None if pick("threads", None) is None else int(pick("threads", None)),
+            "engine": pick("engine", "ase"),
+            "batch_size": None if pick("batch_size", None) is None else int(pick("batch_size", None))}
 
 
 def cmd_md(args) -> int:

@@ -168,14 +168,28 @@ RDF_SHIFT_LIMIT_A = 0.1
 
 
 # ---- VDOS -----------------------------------------------------------------------------------------------
-def vdos_numbers(traj, groups: dict, side: str, source: str, species: list[str]):
+def common_vdos_window_fs(heads) -> float | None:
+    """One correlation window (fs) for the headline runs of both sides, so both VDOS share one frequency grid
+    (bin 1/(2 window), the same frequencies up to the lower Nyquist): half the shorter run, rounded down to
+    a multiple of both frame intervals. None when a run lacks its frame interval or is too short."""
+    heads = [h for h in heads if h is not None]
+    if len(heads) < 2 or any(h.frame_interval_fs is None for h in heads):
+        return None
+    dts = [round(float(h.frame_interval_fs) * 1000) for h in heads]  # in 1e-3 fs, integers
+    step = math.lcm(*dts) / 1000.0
+    half = min((h.n_frames - 1) * h.frame_interval_fs / 2.0 for h in heads)
+    window = math.floor(half / step + 1e-9) * step
+    return window if all(window / (d / 1000.0) >= 4 for d in dts) else None
+
+
+def vdos_numbers(traj, groups: dict, side: str, source: str, species: list[str], window_fs: float | None = None):
     """VDOS of the groups (species, O classes) from the trajectory's velocities (file or central
     differences, as given); numbers ``vdos_mean_frequency_<group>_THz`` (centroids)."""
     from phonion.md.vdos import spectral_summary, vdos
     from phonion.md.velocities import with_velocities
 
     v = with_velocities(traj)
-    res = vdos(v.velocities, v.masses, v.frame_interval_fs, groups, total_of=species)
+    res = vdos(v.velocities, v.masses, v.frame_interval_fs, groups, total_of=species, window_fs=window_fs)
     f = res.frequencies_THz
     bin_thz = float(f[1] - f[0])
     how = v.metadata.get("velocities_source") or "file"

@@ -211,7 +211,8 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         sites = ideal_sites(unit, md_atoms, cfg.mobile)  # MD order vouched for: map atoms by index
         groups = _site_groups(unit, md_atoms, sites, traj, cfg.mobile, cfg.anion, caught, side)
         try:
-            n, plots["vdos"] = vdos_numbers(traj, groups, side, ", ".join(head.files), list(traj.species_counts))
+            n, plots["vdos"] = vdos_numbers(traj, groups, side, ", ".join(head.files), list(traj.species_counts),
+                                            window_fs=ctx["vdos_window_fs"])
             numbers.update(n)
         except ValueError as exc:
             caught.append(f"{side} {head.name}: no VDOS: {exc}")
@@ -354,6 +355,10 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     ctx = {"clock": clock, "caught": caught, "out": out, "velocities": _velocity_policy(runs),
            "headline": _headline(runs, caught), "calculators": _calculators(cfg, runs), "computed": {},
            "fallback": fallback, "progress": progress}
+    from phonion.compare.analyses import common_vdos_window_fs
+
+    heads = [next((r for r in runs[s] if not r.fixed and r.temperature_K == ctx["headline"][s]), None) for s in SIDES]
+    ctx["vdos_window_fs"] = common_vdos_window_fs(heads)
     labels = {s: _label(s, found[s]) for s in SIDES}
     sides = {}
     for s in SIDES:

@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-__all__ = ["THREAD_ENV_VARS", "limit_threads", "threads", "worker_init"]
+__all__ = ["THREAD_ENV_VARS", "limit_threads", "threads", "worker_init", "available_cores", "busy_cores", "plan_threads",
+           "current_threads"]
 
 #: read by OpenMP, MKL and OpenBLAS when they start (and inherited by child processes)
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -76,3 +77,70 @@ def worker_init(n_threads: int, parent_pid: int) -> None:
             time.sleep(0.5)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's or a SLURM job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def busy_cores(sample_s: float = 0.3) -> float:
+    """Cores other processes keep busy right now: the machine's CPU use over ``sample_s`` seconds
+    (psutil when installed, else the kernel's /proc/stat, else the 1-minute load average)."""
+    try:
+        import psutil
+
+        return psutil.cpu_percent(interval=sample_s) / 100.0 * (os.cpu_count() or 1)
+    except ImportError:
+        pass
+
+    def stat():
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)  # total, idle + iowait
+
+    try:
+        t0, i0 = stat()
+        time.sleep(sample_s)
+        t1, i1 = stat()
+        return (1.0 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
+    except (OSError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def plan_threads(workers: int, requested: int | None = None, *, cores: int | None = None,
+                 busy: float | None = None) -> dict:
+    """torch / OpenMP threads per worker process: ``requested``, or the free cores divided among the workers.
+
+    Never more threads than cores in total (a request that would oversubscribe is refused: torch's
+    OpenMP threads spin-wait, and two of them on one core ran 23× slower than one thread in
+    measurements on this project's 2-core machine). Cores busy with other processes when the sweep
+    starts are not counted as free. Returns ``{"threads", "workers", "cores", "busy_cores", "how"}``.
+    """
+    cores = available_cores() if cores is None else int(cores)
+    if requested is not None:
+        requested = int(requested)
+        if requested < 1:
+            raise ValueError(f"threads must be ≥ 1, got {requested}")
+        if requested * workers > cores:
+            raise ValueError(f"{requested} threads × {workers} worker(s) = {requested * workers} threads on {cores} "
+                             f"core(s): more threads than cores slows every run down; use --threads "
+                             f"{max(1, cores // max(workers, 1))} or fewer workers")
+        return {"threads": requested, "workers": workers, "cores": cores, "busy_cores": None, "how": "requested"}
+    busy = busy_cores() if busy is None else float(busy)
+    free = max(1, cores - int(round(busy)))
+    n = max(1, free // max(workers, 1))
+    how = (f"{free} free of {cores} cores ({busy:.1f} busy with other processes) divided among {workers} "
+           f"worker(s)")
+    return {"threads": n, "workers": workers, "cores": cores, "busy_cores": round(busy, 2), "how": how}
+
+
+def current_threads() -> int | None:
+    """torch's intra-op thread count in this process (OMP_NUM_THREADS when torch is not loaded; None if unset)."""
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() else None

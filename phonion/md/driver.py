@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
+from phonion.core.threads import current_threads
 from phonion.md.driver_guards import RunGuards, current_results, is_committee
 from phonion.md.guards import MDGuardError
 from phonion.md.integrators import (EXACT_RESTART, INTEGRATORS, THERMOSTAT_STATE, build_atoms,
@@ -222,7 +223,7 @@ class _Run:
                        "n_atoms": len(atoms), "fixed_indices": fixed.tolist(), "n_degrees_of_freedom": ndof,
                        "restarts": restarts, "exact_restart": EXACT_RESTART[cfg.ensemble],
                        "trajectory": TRAJECTORY_NAME, "steps_done": ckpt.step if ckpt else 0,
-                       "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0}
+                       "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0, "threads": current_threads()}
         write_json_atomic(out / RECORD_NAME, self.record)
         self.atoms, self.rng = atoms, rng
         self.guards = RunGuards(cfg, atoms, ndof, ckpt.uncertainty if ckpt else None)
@@ -344,7 +345,7 @@ class _Run:
                        f"resume restarts from the checkpoint at step {self.record['steps_done']}")
 
     def _finish(self) -> RunResult:
-        from phonion.md.io.h5md import H5MDReader
+        from phonion.md.io.h5md import H5MDReader, update_metadata
 
         traj = H5MDReader(self.out / TRAJECTORY_NAME).read(atoms=[0])
         temps = traj.temperatures_K
@@ -353,7 +354,6 @@ class _Run:
                            std_temperature_K=float(temps.std()),
                            temperature_ratio=float(temps.mean()) / self.cfg.temperature_K,
                            wall_s=self.wall0 + time.perf_counter() - self.t0, **self.guards.record_fields())
-        from phonion.md.io.h5md_write import update_metadata  # the file alone says what T its frames had
         update_metadata(self.out / TRAJECTORY_NAME, mean_temperature_K=self.record["mean_temperature_K"],
                         std_temperature_K=self.record["std_temperature_K"], status="complete")
         write_json_atomic(self.out / RECORD_NAME, self.record)

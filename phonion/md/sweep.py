@@ -8,8 +8,9 @@ any executor that maps a function over arguments will do:
 executor      how
 ============  ===============================================================================
 ``local``     ``concurrent.futures.ProcessPoolExecutor`` (spawn context), ``workers``
-              processes with ``cores // workers`` torch / OpenMP threads each. One worker
-              runs the runs one after another in this process (progress bar visible).
+              processes with (free cores) // workers torch / OpenMP threads each (or
+              ``threads``). One worker runs the runs one after another in this process
+              (progress bar visible), with its threads capped the same way.
 ``dask``      ``dask.distributed``: the scheduler at ``scheduler_address``, or a
               ``LocalCluster`` of ``workers`` single-threaded worker processes.
 ``slurm``     ``dask_jobqueue.SLURMCluster(**slurm)`` scaled to ``workers`` jobs, e.g.
@@ -34,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from phonion.core.threads import limit_threads, worker_init
+from phonion.core.threads import limit_threads, plan_threads, worker_init
+from phonion.core.threads import threads as thread_cap
 from phonion.md.md_config import FIX_CHOICES, MDConfig, coerce, read_yaml
 
 EXECUTORS = ("local", "dask", "slurm")
@@ -191,7 +193,8 @@ def preflight_sweep(cfg: SweepConfig) -> None:
 
 def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
               scheduler_address: str | None = None, resume: bool = False,
-              slurm: dict | None = None, progress: bool = True) -> list[dict]:
+              slurm: dict | None = None, progress: bool = True, threads: int | None = None,
+              engine: str = "ase", batch_size: int | None = None) -> list[dict]:
     """Run every run of a sweep through an executor; return one summary row per run.
 
     Parameters
@@ -203,6 +206,12 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
     resume : continue interrupted runs from their checkpoints
     slurm : keyword arguments of ``dask_jobqueue.SLURMCluster``
     progress : progress bars (only when the runs execute in this process)
+    engine : ``ase`` (one ASE integrator per run, any calculator) or ``batched`` (MACE only: all runs
+        advanced together in this process, :func:`phonion.md.batched.run_batched`)
+    batch_size : batched engine: systems per model call (None: all runs)
+    threads : torch / OpenMP threads of each run (local executor); None: the cores free when the sweep
+        starts divided among the workers (``phonion.core.threads.plan_threads``; never more threads than
+        cores). The plan is written to ``sweep.json`` and each run's thread count to its ``run.json``.
 
     Returns
     -------
@@ -212,18 +221,26 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
     invalid_step (integrator step) for an invalid run (None otherwise). Also written to
     ``OUT/sweep_summary.json``; the sweep settings go to ``OUT/sweep.json``.
     """
+    if engine != "ase":  # engine / batch_size: phonion.md.batched (one process, all runs in one batch)
+        from phonion.md.batched import run_batched
+
+        return run_batched(cfg, resume=resume, batch_size=batch_size, progress=progress, threads=threads,
+                           engine=engine, executor=executor, workers=workers)
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     if scheduler_address and executor != "dask":
         raise ValueError("--scheduler-address needs --executor dask")
+    here = executor == "local" or (executor == "dask" and not scheduler_address)  # workers on this machine
+    plan = plan_threads(workers, threads) if here else {
+        "threads": threads or 1, "workers": workers, "how": f"{executor}: {threads or 1} per worker (given or 1)"}
     preflight_sweep(cfg)
     out = Path(cfg.output)
-    _write(out / "sweep.json", cfg.to_dict())
+    _write(out / "sweep.json", {**cfg.to_dict(), "threads": plan})
     runs = cfg.runs()
     jobs = [c.to_dict() for c in runs]
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = plan["threads"]
     rows: list = [None] * len(jobs)
     try:
         if executor == "local":
@@ -249,8 +266,9 @@ def _write(path: Path, data) -> None:
 
 def _run_local(jobs, resume, workers, threads, progress, rows: list) -> None:
     if workers == 1:
-        for i, job in enumerate(jobs):
-            rows[i] = run_one(job, resume, None, progress)
+        with thread_cap(threads):  # this process: capped for the runs, restored afterwards
+            for i, job in enumerate(jobs):
+                rows[i] = run_one(job, resume, None, progress)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

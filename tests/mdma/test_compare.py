@@ -428,3 +428,23 @@ def test_limits_unphysical_numbers_are_never_converged():
     assert f"limit {LIMITS['parity_force_rmse_max_meV_A']:g} meV/Å" in nums["parity_force_rmse_meV_A"]["note"]
     assert "class=no" in _row("parity_force_rmse_meV_A", None, nums["parity_force_rmse_meV_A"], None)
     assert "class=yes" in _row("parity_force_rmse_Li_meV_A", None, nums["parity_force_rmse_Li_meV_A"], None)
+
+
+def test_both_sides_vdos_share_one_frequency_grid():
+    """Different frame intervals (4 fs reference, 10 fs MLIP): one window, a multiple of both intervals,
+    so the two spectra have the same bins up to the lower Nyquist frequency."""
+    from types import SimpleNamespace
+
+    from phonion.compare.analyses import common_vdos_window_fs
+    from phonion.md.vdos import vdos
+
+    ref, mlip = SimpleNamespace(frame_interval_fs=4.0, n_frames=301), SimpleNamespace(frame_interval_fs=10.0, n_frames=161)
+    w = common_vdos_window_fs([ref, mlip])
+    assert w == 600.0  # half of min(1200, 1600) fs, a multiple of lcm(4, 10) = 20 fs
+    rng = np.random.default_rng(0)
+    g = {"all": np.arange(4)}
+    a = vdos(rng.normal(size=(301, 4, 3)), np.ones(4), 4.0, g, window_fs=w).frequencies_THz
+    b = vdos(rng.normal(size=(161, 4, 3)), np.ones(4), 10.0, g, window_fs=w).frequencies_THz
+    n = min(a.size, b.size)
+    np.testing.assert_allclose(a[:n], b[:n], atol=1e-12)
+    assert common_vdos_window_fs([ref, SimpleNamespace(frame_interval_fs=None, n_frames=10)]) is None

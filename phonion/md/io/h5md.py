@@ -49,7 +49,7 @@ from phonion.md.io.h5md_read import (  # noqa: F401  (re-exported)
     CHUNK_CACHE_BYTES, OBSERVABLES, PARTICLE_FIELDS, H5MDReader, read_h5md,
 )
 from phonion.md.io.h5md_write import (  # noqa: F401  (re-exported)
-    FIELDS, MAX_CHUNK_BYTES, OBSERVABLE_SPECS, H5MDWriter,
+    FIELDS, MAX_CHUNK_BYTES, OBSERVABLE_SPECS, H5MDWriter, update_metadata,
 )
 from phonion.md.trajectory import Trajectory
 
@@ -89,4 +89,4 @@ def write_h5md(path, traj: Trajectory, chunk_frames: int = 64, compression: str 
     return path
 
 
-__all__ = ["H5MDWriter", "H5MDReader", "read_h5md", "write_h5md", "clear_consistency_flags"]
+__all__ = ["H5MDWriter", "H5MDReader", "read_h5md", "write_h5md", "clear_consistency_flags", "update_metadata"]
