@@ -128,3 +128,21 @@ def test_commands_with_their_own_set_keep_it():
     sub = next(x for x in build_parser()._actions if isinstance(x, argparse._SubParsersAction))
     for name in ("demo", "series"):
         assert sub.choices[name].get_default("_generic_config") is not True, name
+
+
+def test_full_profile_fine_tunes_a_cached_foundation_and_only_then(monkeypatch, tmp_path):
+    """``full`` trains from scratch unless mace's cache holds the foundation (never a download);
+    then multihead fine-tuning with replay; an explicit foundation is left alone."""
+    import phonion.mlip.foundation as fd
+    from phonion.chain.profiles import FULL_FOUNDATION, resolve_profile
+
+    monkeypatch.setattr(fd, "cached_foundation", lambda spec: None)
+    assert "foundation" not in resolve_profile("full")["train"]["model"]
+    model = tmp_path / "m.model"
+    model.write_bytes(b"x")
+    monkeypatch.setattr(fd, "cached_foundation", lambda spec: str(model) if spec == FULL_FOUNDATION else None)
+    s = resolve_profile("full")
+    assert s["train"]["model"]["foundation"] == FULL_FOUNDATION and s["train"]["finetune"]["mode"] == "multihead"
+    assert "foundation" not in resolve_profile("quick")["train"]["model"]  # CPU profiles: never
+    mine = resolve_profile("full", {"train.model.foundation": str(model)})
+    assert mine["train"]["model"]["foundation"] == str(model) and "finetune" not in mine["train"]

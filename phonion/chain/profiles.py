@@ -294,8 +294,28 @@ def resolve_profile(name: str, overrides: dict | None = None) -> dict:
                 raise ValueError(f"override {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
             node = node[part]
         node[parts[-1]] = value
+    if name == "full" and not (settings["train"].get("model") or {}).get("foundation"):
+        _foundation_when_cached(settings)
     check_settings(settings)
     return settings
+
+
+#: the foundation the full profile fine-tunes when mace has it cached (checked, never downloaded)
+FULL_FOUNDATION = "medium-mpa-0"
+
+
+def _foundation_when_cached(settings: dict) -> None:
+    """The full profile fine-tunes ``FULL_FOUNDATION`` with mace's multihead replay when the model file
+    is already in mace's cache (``phonion.mlip.foundation.cached_foundation``); otherwise it trains from
+    scratch as before. ``--set train.model.foundation=FILE_OR_NAME`` chooses another one."""
+    from phonion.mlip.foundation import cached_foundation
+
+    if cached_foundation(FULL_FOUNDATION) is None:
+        return
+    train = settings["train"]
+    train["model"] = {**train.get("model", {}), "foundation": FULL_FOUNDATION, "foundation_dtype": "convert"}
+    train["finetune"] = {"mode": "multihead", "replay": {"n_configs": 256, "md_steps": 20}}
+    train.setdefault("optim", {})["lr"] = 1e-3
 
 
 __all__ = ["PROFILES", "check_settings", "parse_override", "resolve_profile", "section_fields"]

@@ -89,12 +89,16 @@ def add_train_parser(sub, formatter) -> None:
     p = sub.add_parser(
         "train", formatter_class=formatter, help="train or fine-tune a MACE potential (Lightning)",
         description="Train a MACE potential on trajectory frames (time-block splits per run), or fine-tune "
-                    "a foundation model (model.foundation=path). Resumes from OUTPUT/checkpoints/last.ckpt. "
+                    "a foundation model (model.foundation=a .model file or a mace name such as medium-mpa-0, "
+                    "from mace's cache; finetune.mode=naive|multihead|freeze, replay data in finetune.replay). "
+                    "Resumes from OUTPUT/checkpoints/last.ckpt. "
                     "Writes OUTPUT/model.model (EMA weights, loadable by MACECalculator), metrics.json, "
                     "parity plots, checkpoints/, logs/ (CSV, offline wandb).",
         epilog="examples:\n  phonion train --config configs/train.yaml\n"
                "  phonion train --config configs/train.yaml model.num_channels=32 trainer.max_epochs=5\n"
-               "  phonion train --config configs/train_tiny.yaml output=tiny-run wandb.mode=disabled")
+               "  phonion train --config configs/train_tiny.yaml output=tiny-run wandb.mode=disabled\n"
+               "  phonion train --config configs/train.yaml model.foundation=small-omat-0 finetune.mode=multihead "
+               "dtype=float64 optim.lr=0.001")
     p.add_argument("--config", default=None, help="YAML with sections data, model, loss, optim, trainer, wandb, export")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=5")
     p.add_argument("--json", action="store_true", help="print metrics.json at the end")
@@ -117,6 +121,10 @@ def cmd_train(args) -> int:
         test = metrics.get("test") or metrics.get("val") or {}
         print(f"model: {metrics.get('model_file')}; force RMSE {test.get('force_rmse_meV_A', float('nan')):.1f} "
               f"meV/Å, energy MAE {test.get('energy_mae_meV_atom', float('nan')):.2f} meV/atom")
+        rep = metrics.get("replay")
+        if rep:  # the forgetting measure: the foundation's domain before and after fine-tuning
+            print(f"replay ({rep['n_test']} held-out frames): force RMSE {rep['before']['force_rmse_meV_A']:.1f} → "
+                  f"{rep['after']['force_rmse_meV_A']:.1f} meV/Å (foundation → fine-tuned)")
     return 0
 
 

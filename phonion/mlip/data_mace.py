@@ -40,11 +40,12 @@ def keyspec():
                             arrays_keys={"forces": KEYS["forces"]})
 
 
-def to_atomic_data(atoms_list, zs, r_max: float, heads=None) -> list:
-    """Graphs for mace: ``config_from_atoms`` → ``AtomicData.from_config`` (torch default dtype)."""
+def to_atomic_data(atoms_list, zs, r_max: float, heads=None, head_name: str = "Default") -> list:
+    """Graphs for mace: ``config_from_atoms`` → ``AtomicData.from_config`` (torch default dtype);
+    ``head_name``: the mace head the frames train (``pt_head`` for replay frames)."""
     from mace import data as mdata
     from mace.tools import AtomicNumberTable
 
     spec, table = keyspec(), AtomicNumberTable(list(zs))
-    return [mdata.AtomicData.from_config(mdata.config_from_atoms(a, spec), z_table=table,
+    return [mdata.AtomicData.from_config(mdata.config_from_atoms(a, spec, head_name=head_name), z_table=table,
                                          cutoff=float(r_max), heads=heads) for a in atoms_list]

@@ -86,9 +86,10 @@ def _scheduler(optimizer, cfg: OptimConfig, max_epochs: int):
 class MACEModule(pl.LightningModule):
     """Training/validation steps of a mace model (see the module docstring)."""
 
-    def __init__(self, model, loss_fn, optim: OptimConfig, *, compute_stress: bool, max_epochs: int):
+    def __init__(self, model, loss_fn, optim: OptimConfig, *, compute_stress: bool, max_epochs: int,
+                 freeze: int | None = None):
         super().__init__()
-        self.model, self.loss_fn, self.optim = model, loss_fn, optim
+        self.model, self.loss_fn, self.optim, self.freeze = model, loss_fn, optim, freeze
         self.compute_stress, self.max_epochs = compute_stress, max_epochs
         self.ema = None
         if optim.ema:
@@ -166,7 +167,7 @@ class MACEModule(pl.LightningModule):
 
         c = self.optim
         ns = SimpleNamespace(lr=c.lr, weight_decay=c.weight_decay, amsgrad=c.amsgrad, beta=c.beta,
-                             optimizer=c.optimizer, freeze=None,
+                             optimizer=c.optimizer, freeze=self.freeze,  # mace's --freeze (finetune.mode=freeze)
                              lr_params_factors=json.dumps({"embedding_lr_factor": 1.0, "interactions_lr_factor": 1.0,
                                                            "products_lr_factor": 1.0, "readouts_lr_factor": 1.0}))
         optimizer = get_optimizer(ns, get_params_options(ns, self.model))

@@ -26,11 +26,9 @@ data (each must be known to the foundation: otherwise an error naming the files)
 * ``foundation``: the foundation's own E0s (same reference as the foundation's training data).
 * ``data``: the E0s of the data section (user-given or fitted).
 
-Multihead replay fine-tuning (mace's ``--multiheads_finetuning`` with a ``pt_head`` trained on
-replay data of the foundation) is *not* implemented here: it needs the foundation's training
-data or mace's Materials Project replay download (no internet here), and mace's own
-implementation is wired through ``run_train``'s argument namespace. Use ``mace_run_train
---foundation_model ... --multiheads_finetuning True --pt_train_file replay.xyz`` for it.
+Multihead and freeze fine-tuning (``finetune.mode``) are set up in :mod:`phonion.mlip.finetune`;
+``build_model(..., heads=("pt_head", "Default"))`` builds mace's multihead model (the foundation's
+readout copied into every head) with the foundation's E0s on the replay head.
 """
 
 from __future__ import annotations
@@ -68,6 +66,7 @@ class ModelConfig:
     foundation: str | None = None
     foundation_head: str | None = None
     foundation_e0s: str = "estimated"
+    foundation_dtype: str = "strict"  # strict: a foundation stored in another dtype is an error | convert (mace's way)
 
     def __post_init__(self):
         object.__setattr__(self, "radial_MLP", tuple(int(x) for x in self.radial_MLP))
@@ -75,30 +74,41 @@ class ModelConfig:
             raise ValueError(f"model.type must be one of {MODEL_TYPES}, got {self.type!r}")
         if self.foundation_e0s not in FOUNDATION_E0S:
             raise ValueError(f"model.foundation_e0s must be one of {FOUNDATION_E0S}, got {self.foundation_e0s!r}")
+        if self.foundation_dtype not in ("strict", "convert"):
+            raise ValueError(f"model.foundation_dtype must be strict or convert, got {self.foundation_dtype!r}")
         if self.r_max <= 0 or self.num_channels < 1 or self.max_L < 0 or self.correlation < 1:
             raise ValueError("model: r_max > 0, num_channels ≥ 1, max_L ≥ 0, correlation ≥ 1 required")
 
 
-def load_foundation(cfg: ModelConfig):
-    """The foundation model (``torch.save``-d whole mace model), or None when training from scratch."""
+def load_foundation(cfg: ModelConfig, dtype: str | None = None):
+    """The foundation model (a file or a mace name, see :mod:`phonion.mlip.foundation`), or None when
+    training from scratch; with ``dtype`` its precision must match (a ValueError otherwise)."""
     if cfg.foundation is None:
         return None
     import mace  # noqa: F401  (before e3nn / torch.load of e3nn objects)
     import torch
 
-    path = Path(cfg.foundation)
-    if not path.is_file():
-        raise ValueError(f"model.foundation: {path}: no such file")
+    from phonion.mlip.foundation import check_foundation_dtype, resolve_foundation
+
+    path = Path(resolve_foundation(str(cfg.foundation)))
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - pickle / zip errors
         raise ValueError(f"model.foundation: {path}: cannot be loaded as a MACE model: {exc}") from exc
     if not all(hasattr(model, a) for a in ("atomic_numbers", "r_max", "interactions")):
         raise ValueError(f"model.foundation: {path}: not a MACE model ({type(model).__name__})")
+    if dtype is not None and cfg.foundation_dtype == "strict":
+        check_foundation_dtype(model, dtype, str(path))
+    elif dtype is not None:  # convert: cast, as mace_run_train does
+        model = model.double() if dtype == "float64" else model.float()
     if len(getattr(model, "heads", ["Default"])) > 1:
         from mace.tools.scripts_utils import remove_pt_head
 
-        model = remove_pt_head(model, cfg.foundation_head)
+        try:
+            model = remove_pt_head(model, cfg.foundation_head)
+        except ValueError as exc:
+            raise ValueError(f"model.foundation_head: {path}: {exc} (heads: {model.heads})") from None
+    model.phonion_source = str(path)
     return model
 
 
@@ -127,7 +137,7 @@ def _mace_args(cfg: ModelConfig, loss_name: str, dtype: str):
 
 
 def build_model(cfg: ModelConfig, dataset, stats_loader, *, foundation=None, loss_name: str = "weighted",
-                dtype: str = "float64"):
+                dtype: str = "float64", heads=("Default",), extra_zs=()):
     """Build the mace model for ``dataset``.
 
     Parameters
@@ -138,6 +148,8 @@ def build_model(cfg: ModelConfig, dataset, stats_loader, *, foundation=None, los
     foundation : model from ``load_foundation`` for fine-tuning, or None
     loss_name : mace loss name (``stress``/``huber``/``universal`` make the model output stress)
     dtype : "float64" | "float32" (the torch default dtype must already be set to it)
+    heads : mace head names; ``("pt_head", "Default")`` for multihead fine-tuning (mace's order)
+    extra_zs : elements of replay data beyond the data's (foundation E0s on every head)
 
     Returns
     -------
@@ -157,14 +169,20 @@ def build_model(cfg: ModelConfig, dataset, stats_loader, *, foundation=None, los
         check_elements(dataset.zs, foundation.atomic_numbers.tolist(), dataset,
                        what=f"the foundation model {cfg.foundation}")
     args = _mace_args(cfg, loss_name, dtype)
-    z_table = AtomicNumberTable(list(dataset.zs))
-    e0s = _e0s(cfg, dataset, foundation, z_table)
-    atomic_energies = dict_to_array({"Default": e0s}, ["Default"])
+    heads = list(heads)
+    z_table = AtomicNumberTable(sorted({int(z) for z in dataset.zs} | {int(z) for z in extra_zs}))
+    e0s = _e0s(cfg, dataset, foundation, AtomicNumberTable(list(dataset.zs)))
+    e0_heads = {"Default": e0s}
+    if foundation is not None:
+        found = _foundation_e0s(foundation)
+        e0s.update({z: found[z] for z in z_table.zs if z not in e0s})
+        e0_heads.update({h: {z: found[z] for z in z_table.zs} for h in heads if h != "Default"})
+    atomic_energies = dict_to_array(e0_heads, heads)
     if foundation is None:
         args.avg_num_neighbors = modules.compute_avg_num_neighbors(stats_loader)
     else:
         args.r_max = float(foundation.r_max)
-    model, output_args = configure_model(args, stats_loader, atomic_energies, foundation, ["Default"], z_table)
+    model, output_args = configure_model(args, stats_loader, atomic_energies, foundation, heads, z_table)
     # mace's load_foundations_elements copies every foundation buffer of matching shape, the E0s
     # included when data and foundation have as many elements: put the chosen E0s back
     with torch.no_grad():
@@ -183,6 +201,7 @@ def build_model(cfg: ModelConfig, dataset, stats_loader, *, foundation=None, los
         "scale": np.atleast_1d(model.scale_shift.scale.detach().cpu().numpy()).tolist(),
         "shift": np.atleast_1d(model.scale_shift.shift.detach().cpu().numpy()).tolist(),
         "foundation": None if foundation is None else str(cfg.foundation),
+        "foundation_file": getattr(foundation, "phonion_source", None), "heads": list(model.heads),
         "outputs": {k: bool(v) for k, v in output_args.items()},
     }
     return model, info
@@ -192,12 +211,7 @@ def _e0s(cfg: ModelConfig, dataset, foundation, z_table) -> dict:
     """E0s (atomic number → eV) for the model, following ``cfg.foundation_e0s`` when fine-tuning."""
     if foundation is None or cfg.foundation_e0s == "data":
         return {int(z): float(e) for z, e in dataset.e0s.items()}
-    from mace.tools import AtomicNumberTable
-
-    table_f = AtomicNumberTable([int(z) for z in foundation.atomic_numbers])
-    energies = foundation.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
-    energies = energies.reshape(-1, len(table_f))[0]
-    found = {z: float(energies[table_f.z_to_index(z)]) for z in table_f.zs}
+    found = _foundation_e0s(foundation)
     if cfg.foundation_e0s == "foundation":
         return {int(z): found[int(z)] for z in z_table.zs}
     from mace.data import config_from_atoms, estimate_e0s_from_foundation
@@ -208,3 +222,13 @@ def _e0s(cfg: ModelConfig, dataset, foundation, z_table) -> dict:
     est = estimate_e0s_from_foundation(foundation, found, configs, z_table, device="cpu")
     return {int(z): float(est[z]) for z in z_table.zs}
 
+
+
+def _foundation_e0s(foundation) -> dict:
+    """Atomic number → E0 (eV) of the foundation (its first head, as mace_run_train takes it)."""
+    from mace.tools import AtomicNumberTable
+
+    table_f = AtomicNumberTable([int(z) for z in foundation.atomic_numbers])
+    energies = foundation.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
+    energies = energies.reshape(-1, len(table_f))[0]
+    return {int(z): float(energies[table_f.z_to_index(z)]) for z in table_f.zs}

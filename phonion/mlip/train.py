@@ -8,7 +8,9 @@ Lightning ``Trainer``, then exports. Output directory (``output``):
 ``model.model``      the bare mace model with EMA weights of the best epoch (lowest ``val_loss``, as
                      mace exports), ``torch.save``-d in ``export.dtype``: ``MACECalculator(model_paths=...)``
                      and ``phonion ... --calculator mace:DIR/model.model`` load it
-``metrics.json``     val/test errors of that model (``phonion.mlip.evaluate``, MACECalculator), timings, data, model
+``metrics.json``     val/test errors of that model (``phonion.mlip.evaluate``, MACECalculator), timings, data, model;
+                     when fine-tuning, ``replay``: errors of the foundation and of the model on held-out replay
+                     frames (the forgetting measure, :mod:`phonion.mlip.finetune`)
 ``parity_*.png``     energy and force parity plots on the test split (validation if no test)
 ``splits/``          validation and test frames per run as extxyz (``phonion evaluate`` reproduces metrics)
 ``checkpoints/``     ``last.ckpt`` (every epoch) and ``best-*.ckpt`` (weights, optimiser, scheduler, EMA)
@@ -36,7 +38,8 @@ from typing import Any
 
 from phonion.core.config import apply_overrides, check_keys, read_yaml  # noqa: F401  (apply_overrides re-exported)
 from phonion.mlip.data import DataConfig
-from phonion.mlip.optim_config import LossConfig, OptimConfig
+from phonion.mlip.finetune import FinetuneConfig, check_mode
+from phonion.mlip.optim_config import LossConfig, OptimConfig, check_numbers  # noqa: F401  (re-exported)
 from phonion.mlip.model import ModelConfig
 from phonion.mlip.train_export import correct_energy_zero, export_lammps, export_model  # noqa: F401  (re-exported)
 
@@ -100,6 +103,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self):
         if self.dtype not in ("float64", "float32") or self.export.dtype not in ("float64", "float32"):
@@ -109,53 +113,14 @@ class TrainConfig:
         if self.export.which not in ("best", "last"):
             raise ValueError(f"export.which must be best or last, got {self.export.which!r}")
         check_numbers(self)
+        check_mode(self)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
 
-# (section, key): (lowest allowed, lowest is allowed?, integer?, None allowed?)
-_LIMITS = {
-    ("trainer", "max_epochs"): (1, True, True, False), ("trainer", "batch_size"): (1, True, True, False),
-    ("trainer", "val_batch_size"): (1, True, True, False), ("trainer", "num_nodes"): (1, True, True, False),
-    ("trainer", "patience"): (0, True, True, False), ("trainer", "num_workers"): (0, True, True, False),
-    ("trainer", "check_val_every_n_epoch"): (1, True, True, False),
-    ("trainer", "log_every_n_steps"): (1, True, True, False), ("trainer", "num_threads"): (1, True, True, True),
-    ("trainer", "gradient_clip_val"): (0, True, False, True),
-    ("optim", "lr"): (0, False, False, False), ("optim", "weight_decay"): (0, True, False, False),
-    ("optim", "beta"): (0, True, False, False), ("optim", "lr_factor"): (0, False, False, False),
-    ("optim", "scheduler_patience"): (0, True, True, False), ("optim", "min_lr"): (0, True, False, False),
-    ("optim", "cosine_t_max_epochs"): (1, True, True, True),
-    ("loss", "energy_weight"): (0, True, False, False), ("loss", "forces_weight"): (0, True, False, False),
-    ("loss", "stress_weight"): (0, True, False, False), ("loss", "huber_delta"): (0, False, False, False),
-}
-
-
-def check_numbers(cfg) -> None:
-    """The trainer / optim / loss numbers in range (``trainer.max_epochs=-1`` would train forever): a
-    ValueError naming the key, before any data is read."""
-    import math
-
-    for (section, key), (low, inclusive, integer, optional) in _LIMITS.items():
-        value = getattr(getattr(cfg, section), key)
-        name = f"{section}.{key}"
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
-            raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-        if not ok:
-            raise ValueError(f"{name} must be {'≥' if inclusive else '>'} {low}, got {value!r}")
-    if not cfg.optim.beta < 1 or not cfg.optim.lr_factor < 1:
-        raise ValueError(f"optim.beta and optim.lr_factor must be < 1, got {cfg.optim.beta}, {cfg.optim.lr_factor}")
-    if cfg.optim.min_lr >= cfg.optim.lr:
-        raise ValueError(f"optim.min_lr must be < optim.lr, got {cfg.optim.min_lr} ≥ {cfg.optim.lr}")
-    if cfg.loss.energy_weight + cfg.loss.forces_weight + cfg.loss.stress_weight <= 0:
-        raise ValueError("loss: energy_weight, forces_weight and stress_weight are all 0; nothing to train on")
-
-
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
-            "trainer": TrainerConfig, "wandb": WandbConfig, "export": ExportConfig}
+            "trainer": TrainerConfig, "wandb": WandbConfig, "export": ExportConfig, "finetune": FinetuneConfig}
 
 
 def _section(cls, data: dict, where: str):
@@ -318,8 +283,10 @@ def _check_resumable(out: Path, cfg: TrainConfig, ckpt: str | None) -> None:
     if ckpt is None or not old_path.is_file():
         return
     old, new = yaml.safe_load(old_path.read_text()) or {}, cfg.to_dict()
-    diff = [f"{sec}.{k}" for sec in ("data", "model", "loss") for k in new[sec]
-            if (old.get(sec) or {}).get(k) != new[sec][k]] + [k for k in ("dtype",) if old.get(k) != new[k]]
+    # keys a run made by an older phonion did not have are not differences (their defaults keep the meaning)
+    diff = [f"{sec}.{k}" for sec in ("data", "model", "loss", "finetune") for k in new[sec]
+            if k in (old.get(sec) or {}) and old[sec][k] != new[sec][k]] + [
+        k for k in ("dtype",) if old.get(k) != new[k]]
     if diff:
         raise ValueError(f"{ckpt}: the run in {out} has other settings ({', '.join(diff)}); choose another "
                          "output directory or set trainer.resume=false to start afresh there")
@@ -335,9 +302,11 @@ def _run(cfg: TrainConfig) -> dict:
     from phonion.mlip.data import build_dataset, to_atomic_data
     from phonion.mlip.evaluate import evaluate_model, plot_parity, write_splits
     from phonion.mlip.lightning_module import MACEModule, build_loss
+    from phonion.mlip import finetune
     from phonion.mlip.model import build_model, load_foundation, model_r_max
 
     t0 = time.perf_counter()
+    foundation = load_foundation(cfg.model, cfg.dtype)  # a name, a file, its dtype: before anything is written
     out = Path(cfg.output)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     resume = resume_checkpoint(out / "checkpoints") if cfg.trainer.resume else None
@@ -346,16 +315,18 @@ def _run(cfg: TrainConfig) -> dict:
     set_default_dtype(cfg.dtype)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = build_dataset(cfg.data)
-    foundation = load_foundation(cfg.model)
-    r_max = model_r_max(cfg.model, foundation)
-    graphs = {s: to_atomic_data(dataset.split(s), dataset.zs, r_max) for s in ("train", "val")}
+    ft = finetune.prepare(cfg, dataset, foundation)  # elements, replay frames: all checks before training
+    r_max, zs = model_r_max(cfg.model, ft.foundation), ft.zs(dataset)
+    graphs = {s: to_atomic_data(dataset.split(s), zs, r_max, heads=list(ft.heads)) for s in ("train", "val")}
+    graphs["train"] += finetune.replay_graphs(ft, zs, r_max)
     trainer, ckpt_cb = build_trainer(cfg, out)
     train_loader, val_loader, stats_loader = _loaders(cfg, graphs, trainer.world_size > 1)
     loss_fn, compute_stress, name = build_loss(cfg.loss, dataset.has_stress)
-    model, model_info = build_model(cfg.model, dataset, stats_loader, foundation=foundation,
-                                    loss_name=name, dtype=cfg.dtype)
+    model, model_info = build_model(cfg.model, dataset, stats_loader, foundation=ft.foundation, loss_name=name,
+                                    dtype=cfg.dtype, heads=ft.heads, extra_zs=zs)
+    model_info["finetune_mode"] = None if ft.foundation is None else cfg.finetune.mode
     module = MACEModule(model, loss_fn, cfg.optim, compute_stress=compute_stress,
-                        max_epochs=cfg.trainer.max_epochs)
+                        max_epochs=cfg.trainer.max_epochs, freeze=ft.freeze)
     t_fit = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
     fit_s = time.perf_counter() - t_fit
@@ -382,6 +353,7 @@ def _run(cfg: TrainConfig) -> dict:
         "loss": name, "world_size": int(trainer.world_size), "strategy": type(trainer.strategy).__name__}
     if cfg.export.lammps:
         metrics["training"].update(export_lammps(model_path))
+    metrics["replay"] = finetune.replay_metrics(ft, model_path, cfg.export.dtype, cfg.finetune.replay.weight)
     metrics["model"], metrics["data"] = model_info, dataset.summary()
     metrics["data"]["split_files"] = [str(p) for p in splits]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def export_model(module, ckpt_path: str | None, path: Path, dtype: str) -> Path:
-    """torch.save the bare mace model with the EMA weights of ``ckpt_path`` (or of ``module`` as is)."""
+    """torch.save the bare mace model with the EMA weights of ``ckpt_path`` (or of ``module`` as is);
+    a multihead model is reduced to its ``Default`` head (mace's ``remove_pt_head``)."""
     import torch
 
     if ckpt_path:
@@ -17,6 +18,10 @@ def export_model(module, ckpt_path: str | None, path: Path, dtype: str) -> Path:
         module.load_state_dict(state["state_dict"])
         module.on_load_checkpoint(state)
     model = module.ema_weights().to("cpu")
+    if len(getattr(model, "heads", ["Default"])) > 1:  # multihead fine-tuning: keep the user's head for MD
+        from mace.tools.scripts_utils import remove_pt_head
+
+        model = remove_pt_head(model, "Default")
     model = model.double() if dtype == "float64" else model.float()
     torch.save(model, path)
     return path

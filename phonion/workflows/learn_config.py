@@ -163,7 +163,14 @@ def member_train_dict(cfg: dict, k: int, output: str, labelled: list[str], found
     trainer["resume"] = True
     trainer.setdefault("progress_bar", False)
     if foundation is not None:
-        d.setdefault("model", {}).update(foundation=str(foundation), foundation_e0s="foundation")
+        # a member continues from its own previous weights: plain (naive) fine-tuning, the previous
+        # model's dtype converted (members train in float32 and are exported in float64), and no replay
+        # frames (the "foundation" is last round's member on the same data: nothing to forget)
+        d.setdefault("model", {}).update(foundation=str(foundation), foundation_e0s="foundation",
+                                         foundation_dtype="convert")
+        ft = d.setdefault("finetune", {})
+        ft.setdefault("mode", "naive")
+        ft.setdefault("replay", {}).setdefault("n_configs", 0)
         trainer["max_epochs"] = int(cfg["finetune"]["max_epochs"])
         d.setdefault("optim", {})["lr"] = float(cfg["finetune"]["lr"])
     d.setdefault("export", {})["parity_plots"] = k == 0
