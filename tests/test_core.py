@@ -166,3 +166,6 @@ def test_worker_processes_print_warnings_on_one_line_in_the_cli_format():
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "default"}).stderr
     assert err == "phonion: warning: UserWarning from /site-packages/lib/x.py:7: first line second line\n"
+    banner = "import os\nfrom phonion.core.threads import worker_init\nworker_init(1, os.getppid())\nprint('CHGNet v0')\n"
+    r = subprocess.run([sys.executable, "-c", banner], capture_output=True, text=True, check=True)
+    assert (r.stdout, r.stderr) == ("", "CHGNet v0\n")  # a worker's banner never reaches the parent's stdout

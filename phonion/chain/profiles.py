@@ -105,7 +105,7 @@ PROFILES: dict[str, dict] = {
         "description": "CPU, ~14 min on 2 cores: the whole chain; transport numbers not converged",
         "threads": 1,
         "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 300,
-                      "equilibration_steps": 60, "timestep_fs": 2.0, "sample_every": 2,
+                      "equilibration_steps": 100, "timestep_fs": 2.0, "sample_every": 2,
                       "ensemble": "nvt-bussi", "thermostat_time_fs": 40.0, "supercell": [1, 1, 1],
                       "workers": 2, "stress": False},
         "train": {"seed": 123, "dtype": "float32",

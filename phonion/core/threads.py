@@ -60,8 +60,8 @@ def threads(n: int | None, *, env: bool = True):
 
 
 def worker_init(n_threads: int, parent_pid: int) -> None:
-    """Process-pool initialiser: :func:`limit_threads`, warnings on one line in the CLI's format, and exit
-    if the parent dies (no orphan keeps writing)."""
+    """Process-pool initialiser: :func:`limit_threads`, warnings on one line in the CLI's format, stdout
+    sent to stderr, and exit if the parent dies (no orphan keeps writing)."""
     import threading
     import warnings
 
@@ -69,6 +69,12 @@ def worker_init(n_threads: int, parent_pid: int) -> None:
 
     limit_threads(n_threads)
     warnings.formatwarning = format_warning
+    # a worker's stdout is nobody's output (results come back through the pool): library banners
+    # ("CHGNet v0.3.0 initialized ...", mace's "cuequivariance ... not available") go to stderr,
+    # so the parent's stdout keeps only what phonion prints (its JSON with --json)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
     def watch():
         while True:
