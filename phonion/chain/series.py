@@ -35,7 +35,7 @@ RELAX_PROFILES: dict[str, tuple[float, int]] = {"tiny": (0.3, 15), "quick": (0.1
 
 #: Numbers taken from the chain's compare/numbers.json for the table (MLIP side).
 CHAIN_KEYS: tuple[str, ...] = ("E_a_meV", "D_300K_cm2_s", "sigma_300K_mS_cm", "mdma_anharmonic_share",
-                               "mdma_O_e_mode_mean_frequency_THz")
+                               "mdma_O_e_mode_mean_frequency_THz", "sigma_A")
 
 
 @dataclass(frozen=True)

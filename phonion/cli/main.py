@@ -9,6 +9,8 @@ import argparse
 import sys
 import warnings
 
+from phonion.core.paths import format_warning as _format_warning  # one format, also in worker processes
+
 DESCRIPTION = """\
 phonion: from a few ps of AIMD to a MACE potential, long MD, and the same analyses
 (diffusion, VDOS, phonons, MDMA, projected force constants) on DFT and MLIP trajectories.
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from phonion.cli.md import add_md_parsers
     from phonion.cli.transport import add_transport_parsers
     from phonion.cli.mdma import add_mdma_parsers
+    from phonion.cli.anharmonicity import add_anharmonicity_parser
     from phonion.cli.mlip import add_mlip_parsers
     from phonion.cli.phonons import add_phonon_parsers
     from phonion.cli.compare import add_compare_parser
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transport_parsers(sub, _Formatter)
     add_phonon_parsers(sub, _Formatter)
     add_mdma_parsers(sub, _Formatter)
+    add_anharmonicity_parser(sub, _Formatter)
     add_compare_parser(sub, _Formatter)
     add_demo_parser(sub, _Formatter)
     add_series_parser(sub, _Formatter)
@@ -153,16 +157,6 @@ def _cmd_sites(args) -> int:
             print(f"{key}: {len(result[key])} atoms: {result[key]}")
         print(f"framework: {', '.join(result['framework'])}")
     return 0
-
-
-def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """``phonion: warning: <message>`` for phonion's own UserWarnings; any other warning (third-party, or a
-    category other than UserWarning) also names its category and origin."""
-    from phonion.core.paths import from_phonion
-
-    if from_phonion(filename) and issubclass(category, UserWarning):
-        return f"phonion: warning: {message}\n"
-    return f"phonion: warning: {category.__name__} from {filename}:{lineno}: {message}\n"
 
 
 def _one_line(exc) -> str:

@@ -50,7 +50,9 @@ HEADLINE_KEYS = ("parity_force_rmse_meV_A", "parity_energy_mae_meV_atom", "E_a_m
                  "sigma_300K_mS_cm", "mdma_D_sigma_cm2_s", "mdma_anharmonic_share", "mdma_O_e_share",
                  "mdma_O_c_share", "mdma_O_n_share", "mdma_O_e_mode_mean_frequency_THz", "mdma_sum_rule_residual",
                  "pfc_Li_O_e_mpfc_eV_A2", "pfc_Li_O_c_mpfc_eV_A2", "delta_pfc_eV_A2",
-                 "phonon_lowest_optical_frequency_THz", "phonon_n_imaginary_modes")
+                 "phonon_lowest_optical_frequency_THz", "phonon_n_imaginary_modes",
+                 "sigma_A", "sigma_A_Li", "sigma_A_O_e", "sigma_A_O_c", "linewidth_O_e_mean_THz",
+                 "linewidth_O_c_mean_THz")  # σ_A, linewidths: phonion.compare.anharmonicity
 
 CSS = """body{font-family:sans-serif;max-width:1150px;margin:1.5em auto;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em}td,th{border:1px solid #bbb;padding:.2em .5em;
@@ -133,7 +135,9 @@ def _runs_table(side: dict) -> str:
         f"<tr><td>{_e(r['name'])}</td><td>{_temperature_cell(r)}</td><td>{_e(r['fix'])}</td><td>{r['n_frames']}</td>"
         f"<td>{_g(r['duration_ps'], '.3g', ' ps')}</td><td>{_g(r['frame_interval_fs'], unit=' fs')}</td>"
         f"<td>{'yes' if r['has_velocities'] else 'no'}</td><td>{'yes' if r['has_forces'] else 'no'}</td>"
-        f"<td class=note>{_e(', '.join(r['files']))}</td></tr>" for r in side["runs"])
+        f"<td class=note>{_e(', '.join(r['files']))}</td></tr>"
+        for r in sorted(side["runs"], key=lambda r: (r.get("temperature_K") is None, r.get("temperature_K") or 0,
+                                                      r["name"])))  # by temperature, not as text
     return ("<table><tr><th>run</th><th>T measured (Arrhenius, Nernst–Einstein)</th><th>T set-point</th>"
             "<th>fixed</th><th>frames</th><th>length</th><th>frame interval</th><th>velocities</th>"
             f"<th>forces</th><th>files</th></tr>{rows}</table>")
@@ -196,12 +200,12 @@ def _why_not(result: dict) -> str:
                 same.setdefault((s, n["note"]), []).append(k)
     n_keys = len({k for keys in same.values() for k in keys})
     limits = "".join(f"<li>{_e(x)}</li>" for x in limit_lines())
-    listed = (f"<p>{n_keys} quantities did not pass their checks (too short to be converged, too few "
-              "frames in a fit window, a running integral without a plateau, too noisy, physically impossible, "
-              "no value, or an MLIP that failed validation):</p><ul>"
+    listed = (f"<details><summary>{n_keys} quantities did not pass their checks (too short to be converged, too "
+              "few frames in a fit window, a running integral without a plateau, too noisy, physically impossible, "
+              "no value, or an MLIP that failed validation) — each with its reason</summary><ul>"
               + "".join(f"<li><b>{_e(', '.join(keys))}</b> ({_e(side)}): {_e(note)}</li>"
                         for (side, note), keys in same.items())
-              + "</ul>" if same else "<p>Every number passed its convergence checks (none is too short to be "
+              + "</ul></details>" if same else "<p>Every number passed its convergence checks (none is too short to be "
               "converged).</p>")
     return (f"<h2>Why not converged</h2>{listed}<p>Limits every number must also meet (otherwise it is never "
             f"converged):</p><ul>{limits}</ul>")

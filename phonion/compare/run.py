@@ -248,6 +248,9 @@ def _analyse_side(side, runs, cfg, ctx) -> dict:
         n, plots["mdma"] = mdma_numbers([r for r in runs if not r.fixed], source, out / "mdma" / side, side,
                                         settings, caught=caught, unit=unit, phonon=phonon)
         numbers.update(n)
+    with clock.stage(f"{side}: anharmonicity"):  # σ_A and linewidths: phonion.compare.anharmonicity
+        from phonion.compare.anharmonicity import side_numbers
+        numbers.update(side_numbers(head, source, out, side, cfg, policy, unit=unit, phonon=phonon, caught=caught))
     with clock.stage(f"{side}: pFC"):
         try:
             numbers.update(pfc_numbers(source, out / "pfc" / side, side, cfg.mobile, cfg.anion, phonon=phonon))
