@@ -15,6 +15,10 @@
 
 Results go to ``scripts/results/md_bench.json`` and a table is printed.
 
+``python scripts/bench_md.py --engines [options]`` instead runs ``scripts/bench_md_engines.py``: the
+batched engine against ``--engine ase --workers 2`` (interleaved, min / median), their physics side
+by side, and on a GPU ns/day against atom count and batch size (``scripts/results/bench_md_cpu.json``).
+
 BLAS runs single-threaded here unless ``OPENBLAS_NUM_THREADS`` is set: on a shared 2-core
 machine a multi-threaded BLAS call on a 10⁴-atom vector (ASE's ``get_kinetic_energy``, used by
 the Bussi thermostat) waits ~15 ms for its threads against 0.01 ms on one thread. Likewise use
@@ -133,6 +137,12 @@ def emt_throughput(args, work: Path) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--engines" in argv:  # engines side by side (--engine ase vs batched), GPU table: bench_md_engines.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_md_engines import main as engines_main
+
+        return engines_main([a for a in argv if a != "--engines"])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calculator", default="chgnet", help="SPEC for the 80-atom cell (default chgnet)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: the SPEC's / automatic)")

@@ -22,6 +22,8 @@ examples:
       --temperatures-K 600 800 1000 --seeds 0 1 --fix none O_e O_c --steps 50000 \\
       --timestep-fs 2 --sample-every 10 --workers 2 -o runs/
   phonion md --config configs/md.yaml --resume          # continue after a crash / kill
+  phonion md --engine batched --calculator mace:run/model.model --temperatures-K 600 800 1000 1200 \\
+      --fix none O_e -o runs/     # MACE: all runs in one process, one model call per step
   phonion md --config configs/md.yaml --executor dask --scheduler-address tcp://host:8786
 
 each run goes to OUT/T{T}_seed{s}_fix{f}/ (traj.h5, run.json, checkpoint.npz, run.log);

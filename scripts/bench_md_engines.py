@@ -1,0 +1,268 @@
+#!/usr/bin/env python
+"""Benchmark ``phonion md --engine batched`` against ``--engine ase`` side by side, and check they agree on physics.
+
+    python scripts/bench_md.py --engines                       # (= python scripts/bench_md_engines.py)
+    python scripts/bench_md_engines.py --model MODEL --committee 'DIR/member_*.model' --reps 3 --steps 200
+
+CPU (always):
+(a) throughput: the same sweep (4 temperatures of the 80-atom LiGa(SeO3)2 cell, ``--steps`` steps) run
+    end to end as the user runs it, as ``phonion md`` subprocesses, settings interleaved in ``--reps``
+    rounds (A B C A B C …, so a shared machine's load hits all alike): ``--engine ase --workers 2``
+    (today), ``--engine batched`` (threads: the free cores, phonion.core.threads.plan_threads) and
+    ``--engine batched --threads 1``. Reported per
+    setting: min and median of the sweep wall time, atom-steps/s, and the ratio to today's path.
+(b) physics (``--physics-steps``, 0: skip): both engines on temperatures × {none, O_e}, Bussi: mean T
+    and its relative fluctuation against the canonical sqrt(2/ndof), fixed-atom displacement, ndof;
+    NVE drift of one run per engine; Li VDOS centroid (phonion.md.vdos) at the highest temperature.
+GPU (only when ``torch.cuda.is_available()``; skipped with a note otherwise): ns/day of the batched
+engine against atom count (supercells of the 80-atom cell up to ~10,000 atoms) and batch size, for
+float32 / float64, with peak GPU memory, and ASE's ``MACECalculator`` eager vs ``compile_mode``.
+
+Results: ``scripts/results/bench_md_cpu.json`` (``--json``); GPU results ``bench_md_gpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = Path("/tmp/ci/demo-out/learn")
+
+
+def _phonion_md(args: list[str], env_threads: int) -> float:
+    """Wall time of one ``phonion md`` subprocess; its CPU time (with its workers') goes to ``CPU_S``."""
+    import resource
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(env_threads), "OPENBLAS_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "phonion.cli.md", "md", *args], env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_S.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"phonion md {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return wall
+
+
+#: CPU seconds (user + system, the process and its workers) of each _phonion_md call, in order
+CPU_S: list[float] = []
+
+
+def throughput(a, work: Path) -> dict:
+    """(a): interleaved end-to-end sweeps; min / median wall and atom-steps/s per setting."""
+    common = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
+              "--steps", str(a.steps), "--sample-every", "10", "--checkpoint-every", str(a.steps), "--no-progress"]
+    settings = {"ase_workers2": (["--engine", "ase", "--workers", "2", "--threads", "1"], 1),
+                "batched_auto_threads": (["--engine", "batched"], 2),
+                "batched_threads1": (["--engine", "batched", "--threads", "1"], 1)}
+    walls: dict[str, list[float]] = {k: [] for k in settings}
+    cpus: dict[str, list[float]] = {k: [] for k in settings}
+    for rep in range(a.reps):
+        for name, (extra, env_threads) in settings.items():
+            out = work / f"tp_{name}_{rep}"
+            walls[name].append(_phonion_md(common + extra + ["-o", str(out)], env_threads))
+            cpus[name].append(CPU_S[-1])
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"  rep {rep} {name}: {walls[name][-1]:.1f} s wall, {cpus[name][-1]:.1f} s CPU, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+    atom_steps = len(a.temps) * 80 * a.steps
+    base = walls["ase_workers2"]
+    return {"atom_steps_per_sweep": atom_steps, "steps": a.steps, "temperatures_K": a.temps, "reps": a.reps,
+            "note": "wall: end to end incl. start-up (imports, model load, worker spawn); cpu_s: user + system "
+                    "time of the command and its workers, the fair measure when other processes share the cores",
+            **{name: {"wall_s": w, "wall_min_s": min(w), "wall_median_s": statistics.median(w),
+                      "cpu_s": cpus[name], "cpu_min_s": min(cpus[name]),
+                      "cpu_speedup_vs_ase_workers2_min": min(cpus["ase_workers2"]) / min(cpus[name]),
+                      "atom_steps_per_s_best": atom_steps / min(w),
+                      "speedup_vs_ase_workers2_min": min(base) / min(w),
+                      "speedup_vs_ase_workers2_median": statistics.median(base) / statistics.median(w)}
+               for name, w in walls.items()}}
+
+
+def _run_stats(path: Path) -> dict:
+    from phonion.md.io.h5md import read_h5md
+
+    rec = json.loads((path.parent / "run.json").read_text())
+    traj = read_h5md(path)
+    t = traj.temperatures_K[len(traj.temperatures_K) // 5:]  # drop the first 20 % (start-up)
+    fixed = np.asarray(rec["fixed_indices"], dtype=int)
+    moved = float(np.abs(traj.positions[:, fixed] - traj.positions[0, fixed]).max()) if fixed.size else None
+    ndof = rec["n_degrees_of_freedom"]
+    return {"ndof": ndof, "fixed": int(fixed.size), "fixed_max_displacement_A": moved,
+            "mean_T_K": float(t.mean()), "block_error_T_K": _block_error(t),
+            "relative_std_T": float(t.std() / t.mean()), "canonical_relative_std_T": float(np.sqrt(2.0 / ndof)),
+            "energies": traj.energies, "velocities": traj.velocities, "masses": traj.masses,
+            "symbols": traj.symbols, "dt_fs": float(traj.times_fs[1] - traj.times_fs[0])}
+
+
+def _block_error(x: np.ndarray, blocks: int = 8) -> float:
+    b = np.array_split(x, blocks)
+    return float(np.std([v.mean() for v in b], ddof=1) / np.sqrt(blocks))
+
+
+def _li_vdos_centroid(s: dict) -> float:
+    from phonion.md.vdos import spectral_summary, vdos
+
+    li = [i for i, e in enumerate(s["symbols"]) if e == "Li"]
+    res = vdos(s["velocities"], s["masses"], s["dt_fs"], {"Li": li})
+    return float(spectral_summary(res.frequencies_THz, res.spectra["Li"])["centroid_THz"])
+
+
+def physics(a, work: Path) -> dict:
+    """(b): both engines, same settings; per-run statistics and NVE drift."""
+    out: dict = {"steps": a.physics_steps, "temperatures_K": a.temps, "ensemble": "nvt-bussi",
+                 "thermostat_time_fs": 50.0, "timestep_fs": 1.0}
+    nvt = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
+           "--fix", "none", "O_e", "--steps", str(a.physics_steps), "--timestep-fs", "1", "--thermostat-time-fs",
+           "50", "--sample-every", "5", "--checkpoint-every", str(a.physics_steps), "--no-progress"]
+    nve = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", str(max(a.temps)),
+           "--ensemble", "nve", "--steps", str(a.physics_steps // 2), "--timestep-fs", "1", "--sample-every", "5",
+           "--checkpoint-every", str(a.physics_steps // 2), "--no-progress"]
+    for engine, extra, env_t in (("ase", ["--workers", "2", "--threads", "1"], 1), ("batched", ["--threads", "1"], 1)):
+        t0 = time.perf_counter()
+        _phonion_md(nvt + ["--engine", engine, "-o", str(work / f"nvt_{engine}")] + extra, env_t)
+        _phonion_md(nve + ["--engine", engine, "-o", str(work / f"nve_{engine}"), "--threads", "1"], 1)
+        runs = {}
+        for p in sorted((work / f"nvt_{engine}").glob("T*/traj.h5")):
+            s = _run_stats(p)
+            arrays = ("energies", "velocities", "masses", "symbols", "dt_fs")
+            runs[p.parent.name] = {k: v for k, v in s.items() if k not in arrays}
+            if p.parent.name == f"T{max(a.temps):g}_seed0_fixnone":
+                try:
+                    runs[p.parent.name]["li_vdos_centroid_THz"] = _li_vdos_centroid(s)
+                except Exception as exc:  # noqa: BLE001 - the VDOS is a bonus; say why it is missing
+                    runs[p.parent.name]["li_vdos_centroid_THz"] = f"not computed: {exc}"
+        nve_traj = next((work / f"nve_{engine}").glob("T*/traj.h5"))
+        from ase import units
+
+        from phonion.md.io.h5md import read_h5md
+
+        tr = read_h5md(nve_traj)
+        kin = 0.5 * np.einsum("fij,i->f", (tr.velocities / units.fs) ** 2, tr.masses)  # Å/fs -> ASE
+        etot = tr.energies + kin
+        ps = (tr.times_fs[-1] - tr.times_fs[0]) / 1000.0
+        out[engine] = {"runs": runs, "wall_s": time.perf_counter() - t0,
+                       "nve_drift_meV_per_atom_per_ps": float(np.polyfit(tr.times_fs / 1000.0, etot, 1)[0] / 80 * 1000),
+                       "nve_etot_std_meV_per_atom": float(etot.std() / 80 * 1000), "nve_ps": ps}
+    return out
+
+
+def gpu(a) -> dict:
+    """ns/day vs atoms and batch size, float32/float64, eager vs compiled, peak memory (CUDA only)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device here; rerun this script on a GPU machine"}
+    from phonion.core.structures import load_structure
+    from phonion.md.batched_forces import BatchedMACE
+
+    rows = []
+    base = load_structure("LiGa_SeO3_2")
+    for dtype in ("float32", "float64"):
+        engine = BatchedMACE(f"mace:{a.model}?dtype={dtype}", device="cuda")
+        for reps in ((1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2), (4, 2, 2), (4, 4, 2), (4, 4, 4), (5, 5, 5)):
+            cell = base.repeat(reps)
+            for batch in (1, 4, 16, 64):
+                if len(cell) * batch > 200_000:
+                    continue
+                systems = [cell.copy() for _ in range(batch)]
+                torch.cuda.reset_peak_memory_stats()
+                try:
+                    engine.compute(systems)  # warm-up
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    for _ in range(a.gpu_calls):
+                        engine.compute(systems)
+                    torch.cuda.synchronize()
+                except ValueError as exc:  # one system did not fit
+                    rows.append({"dtype": dtype, "atoms": len(cell), "batch": batch, "error": str(exc)})
+                    continue
+                per_call = (time.perf_counter() - t0) / a.gpu_calls
+                rows.append({"dtype": dtype, "atoms": len(cell), "batch": batch, "s_per_step": per_call,
+                             "ns_per_day_each": 86400 / per_call * 1e-6,
+                             "ns_per_day_total": batch * 86400 / per_call * 1e-6,
+                             "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2 ** 30,
+                             "max_batch_after_oom": engine.max_batch})
+                engine.max_batch = None
+                print(rows[-1], flush=True)
+    return {"device": torch.cuda.get_device_name(), "timestep_fs_for_ns_per_day": 1.0, "rows": rows,
+            "compiled": _compiled(a)}
+
+
+def _compiled(a) -> dict:
+    """ASE MACECalculator eager vs mace's compile_mode on the 80-atom cell (forces compared)."""
+    from mace.calculators import MACECalculator
+
+    from phonion.core.calculators import load_mace_models
+    from phonion.core.structures import load_structure
+
+    atoms = load_structure("LiGa_SeO3_2")
+    out = {}
+    for mode in (None, "default"):
+        try:
+            calc = MACECalculator(models=load_mace_models([a.model], device="cuda"), device="cuda",
+                                  default_dtype="float32", **({"compile_mode": mode} if mode else {}))
+            t0 = time.perf_counter()
+            calc.calculate(atoms.copy())
+            first = time.perf_counter() - t0
+            times = []
+            for _ in range(a.gpu_calls):
+                t0 = time.perf_counter()
+                calc.calculate(atoms.copy())
+                times.append(time.perf_counter() - t0)
+            out[mode or "eager"] = {"first_call_s": first, "s_per_call_min": min(times),
+                                    "s_per_call_median": statistics.median(times)}
+        except Exception as exc:  # noqa: BLE001 - compile may be unavailable: record why
+            out[mode or "eager"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(DEMO / "model.model"))
+    p.add_argument("--temps", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--physics-steps", type=int, default=0)
+    p.add_argument("--gpu-calls", type=int, default=20)
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--json", default=str(ROOT / "scripts" / "results" / "bench_md_cpu.json"))
+    a = p.parse_args(argv)
+    if not Path(a.model).is_file():
+        raise SystemExit(f"{a.model}: no such MACE model file (--model); run the demo first or give one")
+    result = {"host": platform.node(), "cores": os.cpu_count(), "load_average_start": os.getloadavg(),
+              "model": a.model, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    work = Path(tempfile.mkdtemp(prefix="bench_md_engines."))
+    try:
+        if not a.skip_throughput:
+            result["throughput"] = throughput(a, work)
+        if a.physics_steps:
+            result["physics"] = physics(a, work)
+        result["gpu"] = gpu(a)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["load_average_end"] = os.getloadavg()
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps({k: v for k, v in result.get("throughput", {}).items() if isinstance(v, dict)}, indent=1,
+                     default=float))
+    print(f"written {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
