@@ -58,17 +58,36 @@ def _phonion_md(args: list[str], env_threads: int) -> float:
     return wall
 
 
+def _spin() -> None:
+    x = 0
+    while True:
+        x += 1
+
+
 #: CPU seconds (user + system, the process and its workers) of each _phonion_md call, in order
 CPU_S: list[float] = []
 
 
 def throughput(a, work: Path) -> dict:
     """(a): interleaved end-to-end sweeps; min / median wall and atom-steps/s per setting."""
-    common = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
+    common = ["--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
               "--steps", str(a.steps), "--sample-every", "10", "--checkpoint-every", str(a.steps), "--no-progress"]
-    settings = {"ase_workers2": (["--engine", "ase", "--workers", "2", "--threads", "1"], 1),
-                "batched_auto_threads": (["--engine", "batched"], 2),
-                "batched_threads1": (["--engine", "batched", "--threads", "1"], 1)}
+    f64, f32 = ["--calculator", f"mace:{a.model}"], ["--calculator", f"mace:{a.model}?dtype=float32"]
+    # today's path: `phonion md --workers 2` as a user types it (threads chosen by phonion)
+    settings = {"ase_workers2": (f64 + ["--engine", "ase", "--workers", "2"], 1),
+                "batched_auto_threads": (f64 + ["--engine", "batched"], 2),
+                "batched_threads1": (f64 + ["--engine", "batched", "--threads", "1"], 1),
+                "batched_float32_auto_threads": (f32 + ["--engine", "batched"], 2),
+                "ase_workers2_float32": (f32 + ["--engine", "ase", "--workers", "2"], 1)}
+    if a.settings:
+        settings = {k: v for k, v in settings.items() if k in a.settings or k == "ase_workers2"}
+    busy = None
+    if a.busy:  # one other CPU-bound process on the machine for the whole measurement
+        import multiprocessing as mp
+
+        busy = mp.Process(target=_spin, daemon=True)
+        busy.start()
+        time.sleep(1.0)
     walls: dict[str, list[float]] = {k: [] for k in settings}
     cpus: dict[str, list[float]] = {k: [] for k in settings}
     for rep in range(a.reps):
@@ -79,9 +98,12 @@ def throughput(a, work: Path) -> dict:
             shutil.rmtree(out, ignore_errors=True)
             print(f"  rep {rep} {name}: {walls[name][-1]:.1f} s wall, {cpus[name][-1]:.1f} s CPU, "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
+    if busy is not None:
+        busy.terminate()
     atom_steps = len(a.temps) * 80 * a.steps
     base = walls["ase_workers2"]
     return {"atom_steps_per_sweep": atom_steps, "steps": a.steps, "temperatures_K": a.temps, "reps": a.reps,
+            "other_busy_process": bool(a.busy),
             "note": "wall: end to end incl. start-up (imports, model load, worker spawn); cpu_s: user + system "
                     "time of the command and its workers, the fair measure when other processes share the cores",
             **{name: {"wall_s": w, "wall_min_s": min(w), "wall_median_s": statistics.median(w),
@@ -240,6 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--physics-steps", type=int, default=0)
     p.add_argument("--gpu-calls", type=int, default=20)
     p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--settings", nargs="+", default=None, help="only these settings (and ase_workers2)")
+    p.add_argument("--busy", action="store_true", help="run the throughput part next to one CPU-bound process")
     p.add_argument("--json", default=str(ROOT / "scripts" / "results" / "bench_md_cpu.json"))
     a = p.parse_args(argv)
     if not Path(a.model).is_file():

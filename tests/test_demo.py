@@ -237,7 +237,8 @@ def test_every_profile_builds_valid_stage_configs(tmp_path, name):
     assert [Path(r.output).name for r in runs] == _run_names(settings, seed=2)
     committee = ",".join(str(tmp_path / "learn" / "committee" / f"member_{k}.model")
                          for k in range(learn["committee"]["size"]))
-    assert all(r.calculator == f"mace:{committee}?device=cpu" for r in runs)
+    dtype = settings["mlip_md"].get("dtype")  # the MD's precision (compare's phonons and parity stay float64)
+    assert all(r.calculator == f"mace:{committee}?device=cpu" + (f"&dtype={dtype}" if dtype else "") for r in runs)
     assert all(r.checkpoint_every % r.sample_every == 0 and r.checkpoint_every <= r.steps for r in runs)
 
 
