@@ -57,6 +57,8 @@ def emt_run(pair, temp, n_frames, seed, *, minority_every=2, interval=5):
     atoms.calc = EMT()
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
+    # the training data: friction 0.02 per ASE time unit (≈ 0.002 fs⁻¹, a weak coupling; kept as it
+    # made the data of scripts/results/finetune_bench.json)
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=temp, friction=0.02, rng=rng)
     dyn.run(50)
     frames = []
@@ -187,7 +189,8 @@ def md_check(model_path, floors: dict, temp: float, steps: int, seed: int) -> di
     atoms.calc = resolve_calculator(f"mace:{model_path}", device="cpu", dtype="float64")
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
-    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temp, friction=0.02, rng=rng)
+    # friction 0.02 fs⁻¹ (ASE's Langevin takes it in inverse ASE time units: hence / units.fs)
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temp, friction=0.02 / units.fs, rng=rng)
     closest, temps, t0, failed = {}, [], time.perf_counter(), None
     for k in range(steps // 20):
         try:

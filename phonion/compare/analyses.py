@@ -5,9 +5,8 @@ Every function here takes one side's trajectories and returns ``(numbers, plot d
 so identical inputs give identical numbers (no random seeds anywhere).
 
 * RDF: partial g_ab(r) per element pair, averaged over (at most ``max_frames`` evenly strided) frames,
-  up to r_max = min(6 Å, half the shortest perpendicular cell width). Computed here with a numpy
-  histogram of minimum-image distances (exact below that r_max: every pair has at most one image
-  within it, and the wrapped fractional difference is that image); no neighbour-list library needed.
+  up to r_max = min(6 Å, the shortest perpendicular cell width) (``phonion.md.rdf.partial_rdf``: minimum
+  image below half the width, the 27 nearest images above it).
   g_ab(r) = ⟨n_ab(r)⟩ V / (P_ab · 4π/3 (r₂³ − r₁³)), P_ab = N_a N_b (a ≠ b) or N_a (N_a − 1)/2 pairs,
   so g → 1 for uncorrelated atoms. First-peak position, uncertainty and "is it a coordination shell":
   ``phonion.md.rdf.first_peaks`` — one definition for compare and the fit-for-MD gate.

@@ -1,7 +1,10 @@
 """Partial radial distribution functions g_AB(r) of a trajectory (minimum image, any triclinic cell).
 
 g_AB(r) = V / (N_pairs · 4/3 π (r_hi³ − r_lo³)) · (pairs A–B in the shell), averaged over frames; pairs
-of one species counted once (N_A(N_A−1)/2 pairs). Written by hand: ASE's ``ase.geometry.rdf`` builds a
+of one species counted once (N_A(N_A−1)/2 pairs). Up to half the shortest cell width every pair has one
+image in range (minimum image); beyond it, up to the full width, the 27 nearest images of every pair are
+counted (:func:`rdf_range`), so a small cell's RDF still reaches its second shells: the 80-atom
+LiGa(SeO3)2 cell is 10 Å wide, and its Se–Se shell near 4.4 Å would otherwise be cut at 5.0 Å. Written by hand: ASE's ``ase.geometry.rdf`` builds a
 neighbour list per frame and per pair, far slower over the thousands of frames of an MD run, and its
 partial-RDF normalisation differs; the tests check an ideal gas (g = 1) and a crystal's shells.
 """
@@ -12,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["partial_rdf", "half_width", "RDF_MAX_A", "first_peak", "first_peaks", "peak_shifts", "PEAK"]
+__all__ = ["partial_rdf", "half_width", "rdf_range", "RDF_MAX_A", "first_peak", "first_peaks", "peak_shifts", "PEAK"]
 
 #: largest r of the RDFs phonion reports, Å (and at most half the cell width)
 RDF_MAX_A = 6.0
@@ -25,6 +28,15 @@ def half_width(cell) -> float:
                                                                    axis=1)).min())
 
 
+def rdf_range(cells) -> float:
+    """The largest r (Å) phonion's RDFs reach for these cells: ``RDF_MAX_A``, at most just below the
+    shortest perpendicular cell width of any frame (where the 27 nearest images still hold every pair)."""
+    return min(RDF_MAX_A, 2.0 * min(half_width(c) for c in np.asarray(cells, float).reshape(-1, 3, 3)) - 1e-6)
+
+
+_IMAGES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], float)
+
+
 def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, chunk: int = 262144):
     """Partial radial distribution functions (module docstring).
 
@@ -33,9 +45,10 @@ def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, 
     positions : ndarray, shape=(F, N, 3), Å (any wrapping)
     cells : ndarray, shape=(F, 3, 3), Å, rows are lattice vectors
     symbols : N element symbols
-    r_max_A : float, ≤ half the shortest perpendicular cell width (checked)
+    r_max_A : float, ≤ the shortest perpendicular cell width (checked); above half of it the images
+        of every pair are counted
     bin_A : histogram bin width, Å
-    chunk : pairs handled at once (bounds memory)
+    chunk : pair-images handled at once (bounds memory)
 
     Returns
     -------
@@ -57,18 +70,23 @@ def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, 
     ii, jj = np.triu_indices(n, 1)
     for f in range(len(pos)):
         cell = cells[f]
-        if r_max_A > half_width(cell) + 1e-9:
-            raise ValueError(f"r_max {r_max_A} Å exceeds half the cell width {half_width(cell):.3f} Å")
+        hw = half_width(cell)
+        if r_max_A > 2.0 * hw + 1e-9:
+            raise ValueError(f"r_max {r_max_A} Å exceeds the cell width {2 * hw:.3f} Å")
+        images = _IMAGES if r_max_A > hw + 1e-9 else np.zeros((1, 3))  # minimum image suffices below hw
         frac = pos[f] @ np.linalg.inv(cell)
         hist = np.zeros(ns * ns * nb)
-        for a in range(0, ii.size, chunk):
-            i, j = ii[a:a + chunk], jj[a:a + chunk]
+        step = max(1, chunk // len(images))
+        for a in range(0, ii.size, step):
+            i, j = ii[a:a + step], jj[a:a + step]
             d = frac[j] - frac[i]
             d -= np.round(d)
-            r = np.linalg.norm(d @ cell, axis=1)
-            ok = r < edges[-1]
-            lo, hi = np.minimum(sid[i], sid[j])[ok], np.maximum(sid[i], sid[j])[ok]
-            b = np.minimum((r[ok] / bin_A).astype(int), nb - 1)
+            r = np.linalg.norm((d[:, None, :] + images[None]) @ cell, axis=2)  # (pairs, images)
+            hit_pair, _ = np.nonzero(r < edges[-1])
+            rr = r[r < edges[-1]]
+            lo = np.minimum(sid[i], sid[j])[hit_pair]
+            hi = np.maximum(sid[i], sid[j])[hit_pair]
+            b = np.minimum((rr / bin_A).astype(int), nb - 1)
             hist += np.bincount((lo * ns + hi) * nb + b, minlength=ns * ns * nb)
         hist = hist.reshape(ns, ns, nb)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,9 +95,6 @@ def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, 
     r = 0.5 * (edges[1:] + edges[:-1])
     g = {f"{species[a]}-{species[b]}": counts[a, b] for a in range(ns) for b in range(a, ns) if pairs[a, b] > 0}
     return r, g
-
-
-_half_width = half_width
 
 
 # ---- first peaks: the one definition phonion uses (compare, validate, the chain's gate) -----------------
@@ -138,7 +153,7 @@ def first_peaks(positions, cells, symbols, max_frames: int = 200, settings: dict
     pos, cells = np.asarray(positions, float), np.asarray(cells, float)
     step = max(1, int(math.ceil(len(pos) / max_frames)))
     pos, cells = pos[::step], cells[::step]
-    r_max = min(RDF_MAX_A, min(half_width(c) for c in cells) - 1e-6)
+    r_max = rdf_range(cells)
     r, g = partial_rdf(pos, cells, symbols, r_max, p["bin_A"])
     n, nb = len(pos), int(p["blocks"])
     blocks = []

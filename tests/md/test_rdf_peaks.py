@@ -69,3 +69,27 @@ def test_a_broad_two_hump_shell_has_one_position():
     rng = np.random.default_rng(0)
     pos = [first_peak(r, g * (1 + rng.normal(0, 0.08, r.size)))[0] for _ in range(40)]
     assert abs(np.mean(pos) - 4.35) < 0.03 and np.std(pos) < 0.03
+
+
+def test_rdf_beyond_half_the_cell_counts_every_image_like_ase():
+    """Above half the shortest cell width (the 27 nearest images): the same pair counts as ASE's
+    neighbour list, for unlike and like species, on a triclinic cell."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    from phonion.md.rdf import half_width, partial_rdf
+
+    rng = np.random.default_rng(1)
+    cell = np.array([[7.0, 0, 0], [1.2, 6.5, 0], [0.5, 0.9, 7.2]])
+    sym = ["Li"] * 10 + ["O"] * 14
+    pos = rng.random((24, 3)) @ cell
+    r_max, dr = 1.8 * half_width(cell), 0.1
+    r, g = partial_rdf(pos[None], cell[None], sym, r_max, dr)
+    i, j, d = neighbor_list("ijd", Atoms(sym, positions=pos, cell=cell, pbc=True), r_max)
+    sid = np.array([s == "O" for s in sym], int)
+    edges = np.arange(len(r) + 1) * dr
+    shell = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    vol = abs(np.linalg.det(cell))
+    for pair, (a, b), n_pairs, twice in (("Li-O", (0, 1), 10 * 14, 1), ("O-O", (1, 1), 14 * 13 / 2, 2)):
+        h = np.histogram(d[(sid[i] == a) & (sid[j] == b)], bins=edges)[0] / twice
+        np.testing.assert_allclose(g[pair], h * vol / (n_pairs * shell), atol=1e-12)
