@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["relative_paths", "from_phonion", "format_warning"]
+__all__ = ["relative_paths", "from_phonion", "format_warning", "require_free_space", "MIN_FREE_BYTES"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -19,6 +19,32 @@ def from_phonion(filename) -> bool:
         return Path(str(filename)).resolve().is_relative_to(_PACKAGE)
     except (OSError, ValueError):
         return False
+
+
+#: bytes phonion keeps free on a filesystem it writes to: what a run must still be able to write after
+#: its last check (the H5MD buffer of one chunk ≤ 4 MiB, a checkpoint, run.json, the sweep summary).
+#: HDF5 does not survive running out of space (a real full disk ended `phonion md` in a segmentation
+#: fault and left run.json "running"), so phonion stops before the disk is full instead.
+MIN_FREE_BYTES = 16 * 2 ** 20
+
+
+def require_free_space(path, need_bytes: int = 0, what: str = "") -> None:
+    """OSError (ENOSPC, one readable line naming the directory) unless ``need_bytes`` plus
+    ``MIN_FREE_BYTES`` are free on the filesystem holding ``path`` (or its nearest existing parent)."""
+    import errno
+    import shutil
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = shutil.disk_usage(p).free
+    except OSError:
+        return  # cannot tell: let the write itself say
+    if free < need_bytes + MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"{p}: {free / 2**20:.1f} MB free on its filesystem, phonion needs "
+                                    f"{(need_bytes + MIN_FREE_BYTES) / 2**20:.1f} MB{' for ' + what if what else ''} "
+                                    "(it stops before the disk is full); free space or write elsewhere")
 
 
 def format_warning(message, category, filename, lineno, line=None) -> str:

@@ -48,7 +48,7 @@ from phonion.md.guards import MDGuardError
 from phonion.md.integrators import (EXACT_RESTART, INTEGRATORS, THERMOSTAT_STATE, build_atoms,
                             initial_momenta, kinetic_temperature_K)
 from phonion.md.md_config import ENSEMBLES, FIX_CHOICES, MDConfig
-from phonion.md.restart import (CHECKPOINT_NAME, LOG_NAME, RECORD_NAME, TRAJECTORY_NAME, Checkpoint, RunLock,
+from phonion.md.restart import (CHECKPOINT_NAME, LOG_NAME, RECORD_NAME, TRAJECTORY_NAME, Checkpoint, QuietFileHandler, RunLock,
                         check_output_dir, load_checkpoint, read_json, rng_from_state, save_checkpoint,
                         write_json_atomic)
 
@@ -373,7 +373,7 @@ def _open_log(path: Path) -> logging.Logger:
     log = logging.getLogger(f"phonion.md.driver.{path.resolve()}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    handler = logging.FileHandler(path, mode="a")
+    handler = QuietFileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log

@@ -27,6 +27,7 @@ key                             meaning
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from phonion.core.jsonutil import default as json_default
+from phonion.core.paths import require_free_space
 
 CHECKPOINT_NAME = "checkpoint.npz"
 RECORD_NAME = "run.json"
@@ -81,6 +83,7 @@ def check_output_dir(path, option: str = "-o/--output") -> Path:
         os.unlink(tmp)
         if not os.access(path, os.W_OK):
             raise PermissionError(13, "Permission denied")
+        require_free_space(path, what="a run")
     except OSError as exc:
         raise ValueError(f"{path}: cannot write the output directory ({exc.strerror or exc}); "
                          f"choose another output directory ({option})") from None
@@ -210,3 +213,11 @@ class RunLock:
         self.path.unlink(missing_ok=True)  # still locked: nobody can take the lock on this file now
         fcntl.flock(self._fh, fcntl.LOCK_UN)
         self._fh.close()
+
+
+class QuietFileHandler(logging.FileHandler):
+    """The handler of run.log, a diary: a failed write (a full disk) must not print logging's traceback;
+    the run's status (run.json, the summary) reports the error."""
+
+    def handleError(self, record):  # noqa: N802 (logging's name)
+        pass

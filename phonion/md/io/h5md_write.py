@@ -17,6 +17,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from phonion.core.jsonutil import default as json_default
+from phonion.core.paths import require_free_space
 from phonion.md.io import TruncatedFileWarning
 from phonion.md.io.h5md_flags import clear_consistency_flags
 from phonion.md.io.h5md_read import CHUNK_CACHE_BYTES, OBSERVABLES, PARTICLE_FIELDS
@@ -308,6 +309,7 @@ class H5MDWriter:
         if not self._buffer:
             return
         columns = [col[0] if len(col) == 1 else np.concatenate(col) for col in zip(*self._buffer)]
+        require_free_space(self.path, sum(c.nbytes for c in columns), f"{len(columns[0])} frames of {self.path.name}")
         n0, n1 = self._n, self._n + len(columns[0])
         for ds, value in zip(self._datasets(), columns):
             ds.resize(n1, axis=0)
