@@ -32,20 +32,25 @@ Sections
 ``threads``    torch / OpenMP threads of the stages that run in this process (training, a
                1-worker MD)
 
-How the quick profile spends its 15 minutes (measured on the 2-core development machine, nothing
-else running; ``scripts/results/demo_quick.json``): CHGNet reference MD costs ~0.4 s a step per
-core, so 4 temperatures × 260 steps take ~210 s and give 400 frames. A committee member of
-16 scalar channels reaches ~105 meV/Å held-out force error in 24–28 float32 epochs (batch 1, lr 0.02:
-~5 s an epoch on one core; batch 4 at lr 0.01, the old setting, needs ~3× the epochs; float32
-trains 1.4× faster than float64 with the same error); three members in three processes take ~200 s.
-An active-learning round (exploration 5 × 300 committee steps, ~50 CHGNet labels — the most
-uncertain frames, the frames before a collision in the previous gate's runs, and close-contact
-frames of every species pair —, 10 fine-tuning epochs, the gate's two 900-step runs) takes
-~250 s and is what makes the potential survive 1.1 × the top temperature (without the
-close-contact frames, Li–Li pairs met at 1.35–1.5 Å in the gate's runs; the reference never
-brings them closer than 2.15 Å). What is left goes to MLIP MD: committee MD costs ~50 ms a
-step (float64), so 6 runs × 950 steps in 2 processes take ~150 s. A second round, when the
-first does not pass the gate, adds ~250 s.
+How the quick profile spends its 15 minutes (measured on the 2-core development machine from a fresh
+clone, nothing else running: 14 min 34 s; ``scripts/results/demo_quick.json``): CHGNet reference MD
+without its stress pass (``reference.stress: false``: 0.28 instead of 0.43 s a step per core) at 4
+temperatures × (100 equilibration = 5 thermostat times + 300 production) steps in 2 processes: 214 s,
+151 frames per temperature — 50 % more than the 0.4-ps runs before, because the RDF comparison at every
+temperature is limited by the reference's noise (the Se–Se shell position scattered by ±0.05–0.17 Å
+between blocks of a 0.4-ps run). Training sees every 3rd frame (the same ~50 frames per temperature as
+before, so an epoch costs the same). A committee member of 16 scalar channels reaches ~95–100 meV/Å
+held-out force error in 28 float32 epochs (batch 1, lr 0.02: ~5 s an epoch on one core; batch 4 at lr
+0.01 needs ~3× the epochs; float32 trains 1.4× faster than float64 with the same error); round 0 (three
+members in three processes) takes ~255 s. An active-learning round (exploration 5 × 350 committee steps,
+~40 CHGNet labels — the most uncertain frames, the frames before a collision in the previous gate's runs,
+and close-contact frames of every species pair —, 10 fine-tuning epochs, the gate's two 900-step runs)
+takes ~250 s and is what makes the potential survive 1.1 × the top temperature (without the
+close-contact frames, Li–Li pairs met at 1.35–1.5 Å in the gate's runs; the reference never brings them
+closer than 2.15 Å). Committee MD runs in float32 (``learn.md_dtype``, ``mlip_md.dtype``: 1.33× faster
+than float64 with the same NVE energy conservation, ``scripts/results/md_dtype.json``), so the 6 MLIP
+runs × 950 steps take ~125 s in 2 processes. A second round, when the first does not pass the gate,
+adds ~250 s.
 
 Overrides use dotted keys: ``{"mlip_md.steps": 4000, "train.trainer.max_epochs": 20}``. Every key and
 value type is checked against the config object its section becomes (:func:`check_settings`): an
@@ -102,7 +107,7 @@ PROFILES: dict[str, dict] = {
         "compare": {},
     },
     "quick": {
-        "description": "CPU, ~14 min on 2 cores: the whole chain; transport numbers not converged",
+        "description": "CPU, ~15 min on 2 cores: the whole chain; transport numbers not converged",
         "threads": 1,
         "reference": {"temperatures_K": [900.0, 1000.0, 1150.0, 1300.0], "steps": 300,
                       "equilibration_steps": 100, "timestep_fs": 2.0, "sample_every": 2,
