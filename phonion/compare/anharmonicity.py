@@ -13,6 +13,11 @@ __all__ = ["side_numbers", "anharmonicity_numbers", "MIN_FITTED", "KEYS"]
 
 #: a class's mean linewidth counts as converged only with at least this many fitted modes of the class
 MIN_FITTED = 3
+#: what a σ_A above 1 means, said beside the number (Knoop et al. 2020: the harmonic model is then worse
+#: than no model at all for these forces)
+_ABOVE_ONE = ("; σ_A > 1: this calculator's harmonic model does not describe its own MD forces (strongly "
+              "anharmonic at this temperature, or atoms far from their sites): not a perturbative measure here")
+
 KEYS = ("sigma_A", "sigma_A_O_e", "sigma_A_O_c", "linewidth_O_e_mean_THz", "linewidth_O_c_mean_THz")
 
 
@@ -37,10 +42,12 @@ def anharmonicity_numbers(run, source, out_dir, side: str, *, mobile: str, anion
     base = (f"{run.name} at {run.temperature_K:g} K; {s['n_frames_with_forces']} frames with forces; hopping "
             f"{s['mobile_species']}: {s['hopping']['handling']} ({s['hopping']['n_atom_frames_reanchored']} atom-frames)")
     nf = "" if s["sigma_A"] is not None else "; the trajectory has no forces"
-    out = {"sigma_A": number(s["sigma_A"], "", side, src, note="σ_A (Knoop 2020), all atoms; " + base + nf)}
+    out = {"sigma_A": number(s["sigma_A"], "", side, src, note="σ_A (Knoop 2020), all atoms; " + base + nf
+                             + (_ABOVE_ONE if (s["sigma_A"] or 0) > 1 else ""))}
     for key, val in [(f"sigma_A_{mobile}", (s["sigma_A_by_species"] or {}).get(mobile)),
                      *[(f"sigma_A_{c}", (s["sigma_A_by_class"] or {}).get(c)) for c in ("O_e", "O_c", "O_n")]]:
-        out[key] = number(val, "", side, src, note=f"σ_A over the {key[8:]} atoms; " + base + nf)
+        out[key] = number(val, "", side, src, note=f"σ_A over the {key[8:]} atoms; " + base + nf
+                          + (_ABOVE_ONE if (val or 0) > 1 else ""))
     res_thz = s["frequency_resolution_THz"]
     for c in ("O_e", "O_c"):
         ls = s["linewidth_summary"][c]
