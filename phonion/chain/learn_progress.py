@@ -47,24 +47,14 @@ def _epochs_done(member: Path) -> int:
 
 def _md_fraction(root: Path) -> float | None:
     """Fraction of the integrator steps done over the MD runs under ``root`` (None: no run there yet)."""
+    from phonion.chain.stages import run_steps_done
+
     done = total = 0
     for rec_path in root.glob("*/run.json"):
-        rec = _json(rec_path) or {}
-        s = rec.get("settings") or {}
+        s = (_json(rec_path) or {}).get("settings") or {}
         n = int(s.get("steps", 0)) + int(s.get("equilibration_steps", 0))
         total += n
-        if rec.get("status") in ("complete", "invalid", "failed"):
-            done += n
-            continue
-        step = 0
-        try:
-            for line in (rec_path.parent / "run.log").read_text(errors="replace").splitlines()[-50:]:
-                if "checkpoint: step " in line:
-                    head = line.split("checkpoint: step ", 1)[1].split(",", 1)[0]
-                    step = int(head) if head.isdigit() else step
-        except OSError:
-            pass
-        done += min(step, n)
+        done += run_steps_done(rec_path.parent, n)
     return done / total if total else None
 
 
@@ -108,6 +98,8 @@ class LearnProgress:
         self._seen: tuple | None = None  # (round, phase, fraction, time) when the current phase was first seen
 
     def line(self, now: float, t0: float) -> str | None:
+        from phonion.chain.stages import eta_text
+
         ph = learn_phase(self.dir, self.size, *self.epochs)
         if ph is None:
             return None
@@ -116,8 +108,7 @@ class LearnProgress:
             self._seen = (rnd, phase, f, now)
         f0, since = self._seen[2], self._seen[3]
         left = (now - since) * (1 - f) / (f - f0) if f > f0 else None
-        eta = ("phase ETA unknown yet" if left is None else
-               f"phase ETA {left:.0f} s" if left < 90 else f"phase ETA {left / 60:.0f} min")
+        eta = eta_text(left, "phase ETA")
         lo, hi = self.rounds
         plan = f"gate after {lo}–{hi} rounds" if lo != hi else f"gate after round {hi}"
         return (f"learn: round {rnd} ({plan}): {phase}, {100 * f:.0f} %, {eta}; "

@@ -86,11 +86,12 @@ def run_state(md_cfg) -> str:
 PROGRESS_EVERY_S = 30.0
 
 
-def _steps_done(cfg) -> int:
-    """Integrator steps of one MD run so far: all of them once it ended, else its last checkpoint (run.log)."""
-    out = Path(cfg.output)
+def run_steps_done(out, total_steps: int) -> int:
+    """Integrator steps of the MD run in ``out`` so far: all of them once it ended (run.json), else its
+    last checkpoint (the checkpoint lines of run.log; the run may be in another process)."""
+    out = Path(out)
     if _record(out / "run.json").get("status") in ("complete", "invalid", "failed"):
-        return cfg.total_steps
+        return total_steps
     try:
         with open(out / "run.log", "rb") as fh:
             fh.seek(max(0, fh.seek(0, 2) - 4096))
@@ -99,7 +100,17 @@ def _steps_done(cfg) -> int:
         return 0
     marks = [line.split("checkpoint: step ", 1)[1].split(",", 1)[0] for line in tail.splitlines()
              if "checkpoint: step " in line]
-    return int(marks[-1]) if marks and marks[-1].isdigit() else 0
+    return min(int(marks[-1]), total_steps) if marks and marks[-1].isdigit() else 0
+
+
+def _steps_done(cfg) -> int:
+    return run_steps_done(cfg.output, cfg.total_steps)
+
+
+def eta_text(left_s: float | None, what: str = "ETA") -> str:
+    """``ETA 45 s`` / ``ETA 3 min`` / ``ETA unknown yet`` (the progress lines of the chain's stages)."""
+    return (f"{what} unknown yet" if left_s is None else f"{what} {left_s:.0f} s" if left_s < 90
+            else f"{what} {left_s / 60:.0f} min")
 
 
 class StageProgress:
@@ -120,8 +131,7 @@ class StageProgress:
         total = sum(c.total_steps for c in self.cfgs)
         f = sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
         left = elapsed * (1 - f) / (f - f0) if f > f0 else None
-        eta = ("ETA unknown yet" if left is None else f"ETA {left:.0f} s" if left < 90 else f"ETA {left / 60:.0f} min")
-        return f"{self.stage}: {done}/{len(self.cfgs)} {self.unit} done, {100 * f:.0f} % of the steps, {eta}"
+        return f"{self.stage}: {done}/{len(self.cfgs)} {self.unit} done, {100 * f:.0f} % of the steps, {eta_text(left)}"
 
     def _loop(self) -> None:
         import time

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from phonion.md.rdf import PEAK, first_peak, first_peaks, peak_shifts
+from phonion.md.rdf import PEAK, first_peak, first_peaks, partial_rdf, peak_shifts
 
 
 def _thermal(atoms, n_frames, sigma, seed, scale=1.0):
@@ -93,3 +93,26 @@ def test_rdf_beyond_half_the_cell_counts_every_image_like_ase():
     for pair, (a, b), n_pairs, twice in (("Li-O", (0, 1), 10 * 14, 1), ("O-O", (1, 1), 14 * 13 / 2, 2)):
         h = np.histogram(d[(sid[i] == a) & (sid[j] == b)], bins=edges)[0] / twice
         np.testing.assert_allclose(g[pair], h * vol / (n_pairs * shell), atol=1e-12)
+
+
+def test_partial_rdf_ideal_gas_and_crystal():
+    rng = np.random.default_rng(0)
+    cell = np.array([[9.0, 0.0, 0.0], [1.5, 8.5, 0.0], [0.7, 1.1, 9.5]])  # triclinic
+    frac = rng.random((60, 120, 3))
+    r, g = partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 3.9, 0.1)
+    for pair, gp in g.items():  # uncorrelated atoms: g = 1, no first peak
+        assert abs(gp[r > 1.5].mean() - 1) < 0.05, pair
+    res = first_peaks(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80)
+    assert all(p is None or not p["shell"] for p in res["peaks"].values())  # an ideal gas has no shell
+    with pytest.raises(ValueError, match="exceeds the cell width"):
+        partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 9.0)
+    from phonion.core.structures import load_structure
+
+    atoms = load_structure("LiGa_SeO3_2")  # a static crystal: the Ga–O first peak lies among the GaO6 bond lengths
+    sym = np.array(atoms.get_chemical_symbols())
+    r, g = partial_rdf(atoms.positions[None], atoms.cell.array[None], list(sym), 5.0, 0.02)
+    ga, o = np.flatnonzero(sym == "Ga"), np.flatnonzero(sym == "O")
+    bonds = atoms.get_all_distances(mic=True)[np.ix_(ga, o)]
+    bonds = bonds[bonds < 2.5]
+    peak, height = first_peak(r, g["Ga-O"])
+    assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03 and height > 2

@@ -146,3 +146,23 @@ def test_cli_vdos_by_species_and_by_oclass_with_reference(tmp_path, capsys):
     shift = out["mobile_ion_shift"]
     assert shift["centroid_shift_THz"] == pytest.approx(-3.0, abs=0.3)
     assert shift["low_frequency_fraction_change"] > 0
+
+
+def test_both_sides_vdos_share_one_frequency_grid():
+    """Different frame intervals (4 fs reference, 10 fs MLIP): one window, a multiple of both intervals,
+    so the two spectra have the same bins up to the lower Nyquist frequency."""
+    from types import SimpleNamespace
+
+    from phonion.compare.analyses import common_vdos_window_fs
+    from phonion.md.vdos import vdos
+
+    ref, mlip = SimpleNamespace(frame_interval_fs=4.0, n_frames=301), SimpleNamespace(frame_interval_fs=10.0, n_frames=161)
+    w = common_vdos_window_fs([ref, mlip])
+    assert w == 600.0  # half of min(1200, 1600) fs, a multiple of lcm(4, 10) = 20 fs
+    rng = np.random.default_rng(0)
+    g = {"all": np.arange(4)}
+    a = vdos(rng.normal(size=(301, 4, 3)), np.ones(4), 4.0, g, window_fs=w).frequencies_THz
+    b = vdos(rng.normal(size=(161, 4, 3)), np.ones(4), 10.0, g, window_fs=w).frequencies_THz
+    n = min(a.size, b.size)
+    np.testing.assert_allclose(a[:n], b[:n], atol=1e-12)
+    assert common_vdos_window_fs([ref, SimpleNamespace(frame_interval_fs=None, n_frames=10)]) is None

@@ -24,7 +24,6 @@ import pytest
 from compare_systems import FAILED_VALIDATION, SPEC, expected_li_diffusivity_cm2_s, free_li_harmonic, make_run, \
     structure, write_extxyz_copy, write_run_record
 from phonion.compare.run import CompareConfig, CompareError, run_compare
-from phonion.compare.analyses import first_peak, first_peaks, partial_rdf
 
 FIELDS = ("value", "uncertainty", "unit", "side", "source", "converged", "note")
 SECTIONS = {"parity", "rdf", "vdos", "diffusion", "phonons", "mdma", "pfc", "fixed"}
@@ -209,27 +208,6 @@ def test_aimd_like_reference_derives_both_sides_velocities_from_positions(runs, 
         assert a[key]["value"] == pytest.approx(b[key]["value"], rel=1e-6), key
     assert "parity_force_rmse_meV_A" not in b  # no model known: no parity, said so
     assert any("no force/energy parity" in w for w in r["warnings"])
-
-
-def test_partial_rdf_ideal_gas_and_crystal():
-    rng = np.random.default_rng(0)
-    cell = np.array([[9.0, 0.0, 0.0], [1.5, 8.5, 0.0], [0.7, 1.1, 9.5]])  # triclinic
-    frac = rng.random((60, 120, 3))
-    r, g = partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 3.9, 0.1)
-    for pair, gp in g.items():  # uncorrelated atoms: g = 1, no first peak
-        assert abs(gp[r > 1.5].mean() - 1) < 0.05, pair
-    res = first_peaks(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80)
-    assert all(p is None or not p["shell"] for p in res["peaks"].values())  # an ideal gas has no shell
-    with pytest.raises(ValueError, match="exceeds the cell width"):
-        partial_rdf(frac @ cell, np.broadcast_to(cell, (60, 3, 3)), ["Li"] * 40 + ["O"] * 80, 9.0)
-    atoms = structure()  # a static crystal: the Ga–O first peak lies among the GaO6 bond lengths
-    sym = np.array(atoms.get_chemical_symbols())
-    r, g = partial_rdf(atoms.positions[None], atoms.cell.array[None], list(sym), 5.0, 0.02)
-    ga, o = np.flatnonzero(sym == "Ga"), np.flatnonzero(sym == "O")
-    bonds = atoms.get_all_distances(mic=True)[np.ix_(ga, o)]
-    bonds = bonds[bonds < 2.5]
-    peak, height = first_peak(r, g["Ga-O"])
-    assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03 and height > 2
 
 
 def test_bad_inputs_give_one_clear_error_naming_the_directory(runs, tmp_path, data_dir):
@@ -428,23 +406,3 @@ def test_limits_unphysical_numbers_are_never_converged():
     assert f"limit {LIMITS['parity_force_rmse_max_meV_A']:g} meV/Å" in nums["parity_force_rmse_meV_A"]["note"]
     assert "class=no" in _row("parity_force_rmse_meV_A", None, nums["parity_force_rmse_meV_A"], None)
     assert "class=yes" in _row("parity_force_rmse_Li_meV_A", None, nums["parity_force_rmse_Li_meV_A"], None)
-
-
-def test_both_sides_vdos_share_one_frequency_grid():
-    """Different frame intervals (4 fs reference, 10 fs MLIP): one window, a multiple of both intervals,
-    so the two spectra have the same bins up to the lower Nyquist frequency."""
-    from types import SimpleNamespace
-
-    from phonion.compare.analyses import common_vdos_window_fs
-    from phonion.md.vdos import vdos
-
-    ref, mlip = SimpleNamespace(frame_interval_fs=4.0, n_frames=301), SimpleNamespace(frame_interval_fs=10.0, n_frames=161)
-    w = common_vdos_window_fs([ref, mlip])
-    assert w == 600.0  # half of min(1200, 1600) fs, a multiple of lcm(4, 10) = 20 fs
-    rng = np.random.default_rng(0)
-    g = {"all": np.arange(4)}
-    a = vdos(rng.normal(size=(301, 4, 3)), np.ones(4), 4.0, g, window_fs=w).frequencies_THz
-    b = vdos(rng.normal(size=(161, 4, 3)), np.ones(4), 10.0, g, window_fs=w).frequencies_THz
-    n = min(a.size, b.size)
-    np.testing.assert_allclose(a[:n], b[:n], atol=1e-12)
-    assert common_vdos_window_fs([ref, SimpleNamespace(frame_interval_fs=None, n_frames=10)]) is None
