@@ -109,7 +109,7 @@ def rdf_numbers(traj, side: str, source: str, max_frames: int = 200):
     numbers = {}
     for pair, pk in res["peaks"].items():
         a, b = pair.split("-")
-        note = (f"{n_used} frames (every {step}), centroid of the top of the first peak (PEAK settings of "
+        note = (f"{n_used} frames (every {step}), centroid of the first shell above half its maximum (PEAK settings of "
                 f"phonion.md.rdf), uncertainty from {PEAK['blocks']} blocks, r_max {res['r_max_A']:.2f} Å")
         why = []
         if pk is None:

@@ -236,7 +236,8 @@ def _rdf_shifts(result: dict) -> str:
                else f"largest |shift| {r['max_abs_shift_A']:.3f} Å ({r['worst']['pair']}, {r['worst']['temperature']})")
     return (f"<h2>RDF first peaks at every temperature (MLIP − reference, Å; limit ± {r['limit_A']:g})</h2>"
             f"<p>{_e(verdict)}: {'within' if r.get('passed') else '<b>outside</b>'} the limit. Position: centroid of "
-            "the top of the first peak; ± from 4 blocks of frames. A pair is compared where the reference has a "
+            "the first shell above half its maximum (the shell closes at its first minimum below half "
+            "the maximum; RDF to 8 Å where the cell allows); ± from 4 blocks of frames. A pair is compared where the reference has a "
             "coordination shell whose position it resolves to 0.05 Å.</p>"
             f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
             + (f"<details><summary>not compared ({len(skipped)})</summary><ul>"

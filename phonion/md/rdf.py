@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["partial_rdf", "half_width", "rdf_range", "RDF_MAX_A", "first_peak", "first_peaks", "peak_shifts", "PEAK"]
 
 #: largest r of the RDFs phonion reports, Å (and at most half the cell width)
-RDF_MAX_A = 6.0
+RDF_MAX_A = 8.0
 
 
 def half_width(cell) -> float:
@@ -99,29 +99,37 @@ def partial_rdf(positions, cells, symbols, r_max_A: float, bin_A: float = 0.05, 
 
 # ---- first peaks: the one definition phonion uses (compare, validate, the chain's gate) -----------------
 #: How a first peak is found and when it counts (Å unless said):
-#:   ``smooth_A``  Gaussian smoothing before the first local maximum is looked for (0.15 merges the
-#:                 noise humps of a broad shell, e.g. Se–Se near 4.3 Å in LiGa(SeO3)2; sharp bond
-#:                 peaks such as Se–O 1.75 Å keep their position);
-#:   ``top``       the position is the g-weighted centroid of the peak's top, the contiguous bins where
-#:                 the smoothed g is ≥ ``top`` × its maximum (measured on 0.4-ps CHGNet runs of
-#:                 LiGa(SeO3)2: the block-to-block scatter of the Se–Se position is 0.02–0.05 Å this way
-#:                 against 0.14–0.19 Å for the argmax, which flips between the humps of the shell);
+#:   ``smooth_A``  Gaussian smoothing of g(r) before the shell is looked for (merges noise humps);
+#:   ``close``     the first shell starts where the smoothed g first exceeds 0.5 and closes where it
+#:                 falls below ``close`` × its running maximum (its first real minimum). A shell that
+#:                 does not close inside r_max is not compared: its top may lie beyond the range;
+#:   ``top``       the position is the g-weighted centroid of the contiguous part of the shell around its
+#:                 maximum where the smoothed g is ≥ ``top`` × that maximum (0.5: the FWHM region).
+#:                 Why half and not the top 80 %: shells with sub-structure (Se–Se 4.4 Å with a shoulder,
+#:                 Ga–Ga 5.0–6.6 Å with two humps in LiGa(SeO3)2) have a flat top whose highest hump
+#:                 changes with noise; the top-80 % centroid then jumps by 0.2–0.3 Å between blocks of
+#:                 one run (Ga–Ga, 0.6-ps CHGNet runs: block σ 0.05–0.14 Å), the FWHM centroid does not
+#:                 (0.01–0.07 Å). For one symmetric peak both equal the peak position;
 #:   ``bin_A``     histogram bin; ``blocks``: the frames are cut into this many consecutive blocks
 #:                 and the position's uncertainty is the standard error of the block positions;
 #:   ``min_height`` a coordination shell needs a smoothed peak g ≥ this (a minority pair such as Li–Li,
-#:                 8 atoms, has no clear first peak in a short run) and ``edge_A`` inside r_max;
+#:                 8 atoms, has no clear first peak in a short run);
 #:   ``resolved_A`` a shell's position counts for a comparison only when its uncertainty is ≤ this
 #:                 (a 0.1 Å limit can only be judged when the position is known to ~0.05 Å).
-PEAK = {"smooth_A": 0.15, "top": 0.8, "bin_A": 0.02, "blocks": 4, "min_height": 2.0, "edge_A": 0.3,
+PEAK = {"smooth_A": 0.15, "close": 0.5, "top": 0.5, "bin_A": 0.02, "blocks": 4, "min_height": 2.0,
         "resolved_A": 0.05}
 
 
-def first_peak(r_A, g, smooth_A: float = PEAK["smooth_A"], top: float = PEAK["top"]):
-    """(position Å, smoothed height) of the first peak of one g(r), or None (g never exceeds 0.5).
+def first_peak(r_A, g, smooth_A: float = PEAK["smooth_A"], top: float = PEAK["top"],
+               close: float = PEAK["close"]):
+    """(position Å, smoothed height, r where the shell closes or None) of the first shell of one g(r),
+    or None (the smoothed g never exceeds 0.5).
 
-    First local maximum of g smoothed by a Gaussian of ``smooth_A`` after g first exceeds 0.5; the
-    position is the g-weighted centroid of the top of that peak (bins where the smoothed g is ≥
-    ``top`` × the maximum), so a broad shell has one position instead of the argmax of its noise.
+    The shell runs from where g smoothed by a Gaussian of ``smooth_A`` first exceeds 0.5 to where it
+    falls below ``close`` × its running maximum; the position is the g-weighted centroid of the
+    contiguous bins around that maximum where the smoothed g is ≥ ``top`` × the maximum, so a broad or
+    split shell has one stable position instead of the argmax of its noise. A shell still open at the
+    end of the range gets the centroid of what is there and ``None`` as its closing radius.
     """
     from scipy.ndimage import gaussian_filter1d
 
@@ -130,17 +138,23 @@ def first_peak(r_A, g, smooth_A: float = PEAK["smooth_A"], top: float = PEAK["to
     above = np.flatnonzero(gs > 0.5)
     if not above.size:
         return None
-    k = int(above[0])
-    while k + 1 < gs.size and gs[k + 1] >= gs[k]:
+    k = kmax = int(above[0])
+    end = None
+    while k + 1 < gs.size:
         k += 1
-    lo = hi = k
-    while lo > 0 and gs[lo - 1] >= top * gs[k]:
+        if gs[k] > gs[kmax]:
+            kmax = k
+        if gs[k] < close * gs[kmax]:
+            end = k
+            break
+    lo = hi = kmax
+    while lo > 0 and gs[lo - 1] >= top * gs[kmax]:
         lo -= 1
-    while hi + 1 < gs.size and gs[hi + 1] >= top * gs[k]:
+    while hi + 1 < gs.size and gs[hi + 1] >= top * gs[kmax]:
         hi += 1
     w = np.clip(g[lo:hi + 1], 0.0, None)
-    pos = float((r[lo:hi + 1] * w).sum() / w.sum()) if w.sum() > 0 else float(r[k])
-    return pos, float(gs[k])
+    pos = float((r[lo:hi + 1] * w).sum() / w.sum()) if w.sum() > 0 else float(r[kmax])
+    return pos, float(gs[kmax]), None if end is None else float(r[end])
 
 
 def first_peaks(positions, cells, symbols, max_frames: int = 200, settings: dict | None = None) -> dict:
@@ -163,18 +177,18 @@ def first_peaks(positions, cells, symbols, max_frames: int = 200, settings: dict
             blocks.append(partial_rdf(pos[sl], cells[sl], symbols, r_max, p["bin_A"])[1])
     peaks = {}
     for pair, gp in g.items():
-        pk = first_peak(r, gp, p["smooth_A"], p["top"])
+        pk = first_peak(r, gp, p["smooth_A"], p["top"], p["close"])
         if pk is None:
             peaks[pair] = None
             continue
-        vals = [first_peak(r, bg[pair], p["smooth_A"], p["top"]) for bg in blocks]
+        vals = [first_peak(r, bg[pair], p["smooth_A"], p["top"], p["close"]) for bg in blocks]
         vals = [v[0] for v in vals if v is not None]
         err = float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) >= 2 else None
         why = None
         if pk[1] < p["min_height"]:
             why = f"no coordination shell (smoothed g = {pk[1]:.2f} < {p['min_height']:g} at {pk[0]:.2f} Å)"
-        elif pk[0] > r_max - p["edge_A"]:
-            why = f"peak at {pk[0]:.2f} Å within {p['edge_A']:g} Å of r_max {r_max:.2f} Å"
+        elif pk[2] is None:
+            why = f"the shell near {pk[0]:.2f} Å does not close inside r_max {r_max:.2f} Å"
         peaks[pair] = {"r_A": pk[0], "height": pk[1], "err_A": err, "shell": why is None, "why": why}
     return {"r_A": r, "g": g, "r_max_A": r_max, "n_frames": n, "peaks": peaks}
 

@@ -46,12 +46,12 @@ import numpy as np
 
 from phonion.core.jsonutil import clean, default
 
-from phonion.workflows.validate_parts import (_SPREAD_KEYS, RDF_BIN_A, RDF_EDGE_A, RDF_MIN_PEAK, RDF_SMOOTH_A,
+from phonion.workflows.validate_parts import (_SPREAD_KEYS, RDF_BIN_A, RDF_MIN_PEAK, RDF_SMOOTH_A,
                                     _check, _frame_max_spread, _plot_rdf, _spearman, closest_approach,
                                     load_reference, predict_with_spread, rdf_peaks, rdf_shifts,
                                     reference_files)
 
-__all__ = ["DEFAULT_LIMITS", "RDF_BIN_A", "RDF_EDGE_A", "RDF_MIN_PEAK", "RDF_SMOOTH_A", "ValidateConfig",
+__all__ = ["DEFAULT_LIMITS", "RDF_BIN_A", "RDF_MIN_PEAK", "RDF_SMOOTH_A", "ValidateConfig",
            "closest_approach", "load_reference", "predict_with_spread", "rdf_peaks", "rdf_shifts",
            "reference_files", "run_validation_md", "validate"]
 

@@ -103,10 +103,9 @@ def closest_approach(frames_or_trajs, cutoff_A: float = 4.0) -> dict:
     return dict(sorted(best.items()))
 
 
-#: RDF first peaks: the one definition of ``phonion.md.rdf`` (``PEAK``: smoothing, top centroid, block
+#: RDF first peaks: the one definition of ``phonion.md.rdf`` (``PEAK``: smoothing, FWHM-centroid of the first shell, block
 #: uncertainty, what counts as a shell and as resolved); re-exported under the names used before
-RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK, RDF_EDGE_A = (PEAK["smooth_A"], PEAK["bin_A"], PEAK["min_height"],
-                                                    PEAK["edge_A"])
+RDF_SMOOTH_A, RDF_BIN_A, RDF_MIN_PEAK = PEAK["smooth_A"], PEAK["bin_A"], PEAK["min_height"]
 
 
 def rdf_peaks(traj, max_frames: int = 200) -> dict:

@@ -63,7 +63,7 @@ def test_which_pairs_are_compared():
 
 
 def test_a_broad_two_hump_shell_has_one_position():
-    """The argmax of a flat-topped shell jumps between its humps with noise; the top centroid does not."""
+    """The argmax of a flat-topped shell jumps between its humps with noise; the centroid of the shell above half its maximum does not."""
     r = np.arange(0.01, 6.0, PEAK["bin_A"])
     g = 2.5 * np.exp(-0.5 * ((r - 4.2) / 0.12) ** 2) + 2.5 * np.exp(-0.5 * ((r - 4.5) / 0.12) ** 2)
     rng = np.random.default_rng(0)
@@ -114,5 +114,35 @@ def test_partial_rdf_ideal_gas_and_crystal():
     ga, o = np.flatnonzero(sym == "Ga"), np.flatnonzero(sym == "O")
     bonds = atoms.get_all_distances(mic=True)[np.ix_(ga, o)]
     bonds = bonds[bonds < 2.5]
-    peak, height = first_peak(r, g["Ga-O"])
+    peak, height, closed = first_peak(r, g["Ga-O"])
     assert bonds.min() - 0.03 <= peak <= bonds.max() + 0.03 and height > 2
+
+
+def test_a_split_shell_whose_humps_swap_height_keeps_its_position_and_a_real_shift_shows_in_full():
+    """LiGa(SeO3)2's Ga–Ga shell (humps near 5.5 and 6.3 Å of similar height): which hump is higher
+    changes with noise between 0.6-ps runs. The FWHM centroid of the shell moves little when they swap
+    (the top-80 % centroid would jump between the humps), yet a real shift of the whole shell shows
+    undiminished (the window moves with the shell)."""
+    r = np.arange(0.01, 8.0, PEAK["bin_A"])
+
+    def shell(h1, h2, dx=0.0):
+        g = h1 * np.exp(-0.5 * ((r - 5.5 - dx) / 0.25) ** 2) + h2 * np.exp(-0.5 * ((r - 6.3 - dx) / 0.25) ** 2)
+        return g + 0.8 * (r > 7.5)  # a next shell beyond the minimum near 7 Å
+
+    a, b = first_peak(r, shell(2.7, 2.3)), first_peak(r, shell(2.3, 2.7))
+    assert a[2] is not None and 6.5 < a[2] < 7.5  # the shell closes at its first minimum
+    assert abs(a[0] - b[0]) < 0.2
+    top80 = [first_peak(r, shell(h1, h2), top=0.8)[0] for h1, h2 in ((2.7, 2.3), (2.3, 2.7))]
+    assert abs(top80[0] - top80[1]) > 0.5  # what the old top-80 % definition did
+    moved = first_peak(r, shell(2.7, 2.3, dx=0.12))
+    assert moved[0] - a[0] == pytest.approx(0.12, abs=0.005)
+
+
+def test_a_shell_that_does_not_close_inside_the_range_is_not_compared():
+    r = np.arange(0.01, 6.0, PEAK["bin_A"])
+    rising = 3.0 * np.clip((r - 4.0) / 1.5, 0, 1)  # still rising at the end of the range
+    assert first_peak(r, rising)[2] is None
+    na = bulk("Na", "bcc", a=4.23, cubic=True).repeat((2, 2, 2))
+    res = first_peaks(*_thermal(na, 40, 0.3, 5), na.get_chemical_symbols(),
+                      settings={"close": 0.05})  # g never falls to 5 % of its maximum between shells
+    assert not res["peaks"]["Na-Na"]["shell"] and "does not close" in res["peaks"]["Na-Na"]["why"]
