@@ -1,6 +1,6 @@
 """Is float32 MD with a MACE committee safe? NVE energy drift and speed, float32 vs float64, same start.
 
-Usage: python scripts/bench_md_dtype.py COMMITTEE_DIR REFERENCE_TRAJ [--steps 1000] [-o scripts/results/md_dtype.json]
+Usage: python scripts/bench_md_dtype.py COMMITTEE_DIR REFERENCE_TRAJ [--steps 1000] [--compiled] [-o scripts/results/md_dtype.json]
 
 Starts from the last frame (positions and velocities) of REFERENCE_TRAJ (e.g. a 1300 K reference run of
 the demo), runs velocity-Verlet NVE (ASE) for --steps steps of 1 fs with the committee's mean force in
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--timestep-fs", type=float, default=1.0)
     ap.add_argument("-o", "--output", default="scripts/results/md_dtype.json")
+    ap.add_argument("--compiled", action="store_true", help="also mace's compile_mode (float32)")
     a = ap.parse_args()
 
     import torch
@@ -45,6 +46,8 @@ def main() -> None:
     files = sorted(glob.glob(str(Path(a.committee) / "*.model")))
     spec = "mace:" + ",".join(files)
     calcs = {dt: resolve_calculator(spec, device="cpu", dtype=dt) for dt in ("float64", "float32")}
+    if a.compiled:  # mace's compile_mode (torch.compile, float32); its first call compiles (untimed below)
+        calcs["float32_compiled"] = resolve_calculator(spec + "?compile_mode=default", device="cpu", dtype="float32")
     f = {}
     for dt, c in calcs.items():
         at = start.copy()
@@ -53,6 +56,8 @@ def main() -> None:
     out = {"committee": files, "start": f"{a.reference} frame {traj.n_frames - 1}", "steps": a.steps,
            "timestep_fs": a.timestep_fs, "n_atoms": len(start),
            "max_force_difference_eV_A": float(np.abs(f["float32"] - f["float64"]).max()), "runs": {}}
+    if "float32_compiled" in f:
+        out["max_force_difference_compiled_eV_A"] = float(np.abs(f["float32_compiled"] - f["float64"]).max())
     for dt, c in calcs.items():
         at = start.copy()
         at.calc = c
@@ -80,7 +85,10 @@ def main() -> None:
             dyn.run(50)
             times[dt].append(1e3 * (time.perf_counter() - t0) / 50)
     out["ms_per_step_interleaved"] = {dt: {"min": min(v), "median": float(np.median(v))} for dt, v in times.items()}
-    out["speedup_float32"] = out["ms_per_step_interleaved"]["float64"]["min"] / out["ms_per_step_interleaved"]["float32"]["min"]
+    ms = out["ms_per_step_interleaved"]
+    out["speedup_float32"] = ms["float64"]["min"] / ms["float32"]["min"]
+    if "float32_compiled" in ms:
+        out["speedup_float32_compiled"] = ms["float64"]["min"] / ms["float32_compiled"]["min"]
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     Path(a.output).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "committee"}, indent=1))

@@ -73,12 +73,15 @@ def throughput(a, work: Path) -> dict:
     common = ["--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
               "--steps", str(a.steps), "--sample-every", "10", "--checkpoint-every", str(a.steps), "--no-progress"]
     f64, f32 = ["--calculator", f"mace:{a.model}"], ["--calculator", f"mace:{a.model}?dtype=float32"]
+    fc = ["--calculator", f"mace:{a.model}?dtype=float32&compile_mode=default"]
     # today's path: `phonion md --workers 2` as a user types it (threads chosen by phonion)
     settings = {"ase_workers2": (f64 + ["--engine", "ase", "--workers", "2"], 1),
                 "batched_auto_threads": (f64 + ["--engine", "batched"], 2),
                 "batched_threads1": (f64 + ["--engine", "batched", "--threads", "1"], 1),
                 "batched_float32_auto_threads": (f32 + ["--engine", "batched"], 2),
-                "ase_workers2_float32": (f32 + ["--engine", "ase", "--workers", "2"], 1)}
+                "ase_workers2_float32": (f32 + ["--engine", "ase", "--workers", "2"], 1),
+                "ase_workers2_float32_compiled": (fc + ["--engine", "ase", "--workers", "2"], 1),
+                "auto_workers2": (f64 + ["--engine", "auto", "--workers", "2"], 1)}
     if a.settings:
         settings = {k: v for k, v in settings.items() if k in a.settings or k == "ase_workers2"}
     busy = None
@@ -88,6 +91,16 @@ def throughput(a, work: Path) -> dict:
         busy = mp.Process(target=_spin, daemon=True)
         busy.start()
         time.sleep(1.0)
+    warm = {}
+    if any("compiled" in k for k in settings):  # torch.compile's first compile on this machine (cache cold)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor_cache")
+        for name in [k for k in settings if "compiled" in k]:
+            extra, env_threads = settings[name]
+            out = work / f"warm_{name}"
+            short = [x if x != str(a.steps) else "50" for x in common]
+            warm[name] = _phonion_md(short + extra + ["-o", str(out)], env_threads)
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"  cold-cache compile run {name} (50 steps): {warm[name]:.1f} s", flush=True)
     walls: dict[str, list[float]] = {k: [] for k in settings}
     cpus: dict[str, list[float]] = {k: [] for k in settings}
     for rep in range(a.reps):
@@ -104,6 +117,10 @@ def throughput(a, work: Path) -> dict:
     base = walls["ase_workers2"]
     return {"atom_steps_per_sweep": atom_steps, "steps": a.steps, "temperatures_K": a.temps, "reps": a.reps,
             "other_busy_process": bool(a.busy),
+            "cold_compile_run_50_steps_s": warm,
+            "compile_note": "compiled settings: the first run on a machine compiles with a cold inductor cache "
+                            "(cold_compile_run_50_steps_s, untimed warm-up); the timed repetitions reuse the "
+                            "on-disk cache and still compile once per worker process",
             "note": "wall: end to end incl. start-up (imports, model load, worker spawn); cpu_s: user + system "
                     "time of the command and its workers, the fair measure when other processes share the cores",
             **{name: {"wall_s": w, "wall_min_s": min(w), "wall_median_s": statistics.median(w),
@@ -144,31 +161,54 @@ def _li_vdos_centroid(s: dict) -> float:
     return float(spectral_summary(res.frequencies_THz, res.spectra["Li"])["centroid_THz"])
 
 
+def _li_diffusivity(path: Path) -> dict:
+    from phonion.md.diffusion_run import analyse_h5md
+
+    d = analyse_h5md(path, "Li").to_dict()
+    return {"D_star_cm2_s": d["tracer_diffusivity_cm2_s"], "D_star_err_cm2_s": d["tracer_diffusivity_err_cm2_s"]}
+
+
+def physics_settings(model: str) -> dict:
+    """name -> (calculator SPEC, engine, extra options, OMP threads): the settings whose physics is compared
+    (``ase``, eager float64, is the reference every faster setting must agree with)."""
+    f64, fast = f"mace:{model}", f"mace:{model}?dtype=float32&compile_mode=default"
+    return {"ase": (f64, "ase", ["--workers", "2", "--threads", "1"], 1),
+            "batched": (f64, "batched", ["--threads", "1"], 1),
+            "ase_float32": (f"mace:{model}?dtype=float32", "ase", ["--workers", "2", "--threads", "1"], 1),
+            "ase_float32_compiled": (fast, "ase", ["--workers", "2", "--threads", "1"], 1)}
+
+
 def physics(a, work: Path) -> dict:
-    """(b): both engines, same settings; per-run statistics and NVE drift."""
+    """(b): every setting on the same sweep; per-run statistics, Li D* and VDOS at the top T, NVE drift."""
     out: dict = {"steps": a.physics_steps, "temperatures_K": a.temps, "ensemble": "nvt-bussi",
                  "thermostat_time_fs": 50.0, "timestep_fs": 1.0}
-    nvt = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", *map(str, a.temps),
-           "--fix", "none", "O_e", "--steps", str(a.physics_steps), "--timestep-fs", "1", "--thermostat-time-fs",
-           "50", "--sample-every", "5", "--checkpoint-every", str(a.physics_steps), "--no-progress"]
-    nve = ["--calculator", f"mace:{a.model}", "--structure", "LiGa_SeO3_2", "--temperatures-K", str(max(a.temps)),
-           "--ensemble", "nve", "--steps", str(a.physics_steps // 2), "--timestep-fs", "1", "--sample-every", "5",
-           "--checkpoint-every", str(a.physics_steps // 2), "--no-progress"]
-    for engine, extra, env_t in (("ase", ["--workers", "2", "--threads", "1"], 1), ("batched", ["--threads", "1"], 1)):
+    common = ["--structure", "LiGa_SeO3_2", "--no-progress"]
+    nvt = common + ["--temperatures-K", *map(str, a.temps), "--fix", "none", "O_e", "--steps", str(a.physics_steps),
+                    "--timestep-fs", "1", "--thermostat-time-fs", "50", "--sample-every", "5",
+                    "--checkpoint-every", str(a.physics_steps)]
+    nve = common + ["--temperatures-K", str(max(a.temps)), "--ensemble", "nve", "--steps",
+                    str(a.physics_steps // 2), "--timestep-fs", "1", "--sample-every", "5",
+                    "--checkpoint-every", str(a.physics_steps // 2)]
+    settings = physics_settings(a.model)
+    if a.settings:
+        settings = {k: v for k, v in settings.items() if k in a.settings or k == "ase"}
+    for name, (spec, engine, extra, env_t) in settings.items():
         t0 = time.perf_counter()
-        _phonion_md(nvt + ["--engine", engine, "-o", str(work / f"nvt_{engine}")] + extra, env_t)
-        _phonion_md(nve + ["--engine", engine, "-o", str(work / f"nve_{engine}"), "--threads", "1"], 1)
+        _phonion_md(nvt + ["--calculator", spec, "--engine", engine, "-o", str(work / f"nvt_{name}")] + extra, env_t)
+        _phonion_md(nve + ["--calculator", spec, "--engine", engine, "-o", str(work / f"nve_{name}"),
+                           "--threads", "1"], 1)
         runs = {}
-        for p in sorted((work / f"nvt_{engine}").glob("T*/traj.h5")):
+        for p in sorted((work / f"nvt_{name}").glob("T*/traj.h5")):
             s = _run_stats(p)
             arrays = ("energies", "velocities", "masses", "symbols", "dt_fs")
             runs[p.parent.name] = {k: v for k, v in s.items() if k not in arrays}
             if p.parent.name == f"T{max(a.temps):g}_seed0_fixnone":
                 try:
                     runs[p.parent.name]["li_vdos_centroid_THz"] = _li_vdos_centroid(s)
-                except Exception as exc:  # noqa: BLE001 - the VDOS is a bonus; say why it is missing
-                    runs[p.parent.name]["li_vdos_centroid_THz"] = f"not computed: {exc}"
-        nve_traj = next((work / f"nve_{engine}").glob("T*/traj.h5"))
+                    runs[p.parent.name].update(_li_diffusivity(p))
+                except Exception as exc:  # noqa: BLE001 - say why a number is missing
+                    runs[p.parent.name]["li_analysis"] = f"not computed: {exc}"
+        nve_traj = next((work / f"nve_{name}").glob("T*/traj.h5"))
         from ase import units
 
         from phonion.md.io.h5md import read_h5md
@@ -177,9 +217,10 @@ def physics(a, work: Path) -> dict:
         kin = 0.5 * np.einsum("fij,i->f", (tr.velocities / units.fs) ** 2, tr.masses)  # Å/fs -> ASE
         etot = tr.energies + kin
         ps = (tr.times_fs[-1] - tr.times_fs[0]) / 1000.0
-        out[engine] = {"runs": runs, "wall_s": time.perf_counter() - t0,
-                       "nve_drift_meV_per_atom_per_ps": float(np.polyfit(tr.times_fs / 1000.0, etot, 1)[0] / 80 * 1000),
-                       "nve_etot_std_meV_per_atom": float(etot.std() / 80 * 1000), "nve_ps": ps}
+        out[name] = {"calculator": spec, "engine": engine, "runs": runs, "wall_s": time.perf_counter() - t0,
+                     "nve_drift_meV_per_atom_per_ps": float(np.polyfit(tr.times_fs / 1000.0, etot, 1)[0] / 80 * 1000),
+                     "nve_etot_std_meV_per_atom": float(etot.std() / 80 * 1000), "nve_ps": ps}
+        print(f"  physics {name}: {out[name]['wall_s']:.0f} s", flush=True)
     return out
 
 
@@ -262,7 +303,8 @@ def main(argv=None) -> int:
     p.add_argument("--physics-steps", type=int, default=0)
     p.add_argument("--gpu-calls", type=int, default=20)
     p.add_argument("--skip-throughput", action="store_true")
-    p.add_argument("--settings", nargs="+", default=None, help="only these settings (and ase_workers2)")
+    p.add_argument("--settings", nargs="+", default=None,
+                   help="only these throughput settings (and ase_workers2) / physics settings (and ase)")
     p.add_argument("--busy", action="store_true", help="run the throughput part next to one CPU-bound process")
     p.add_argument("--json", default=str(ROOT / "scripts" / "results" / "bench_md_cpu.json"))
     a = p.parse_args(argv)

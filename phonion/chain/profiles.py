@@ -25,7 +25,9 @@ Sections
                exploration, harvest, the gate (``validate``) and the number of rounds
 ``mlip_md``    ``phonion.md.driver.MDConfig`` fields shared by every MLIP run, plus ``temperatures_K``,
                ``seeds``, ``fix`` (the fixed-anion classes, run at ``fix_temperature_K``, default
-               the highest temperature, with the first seed), ``workers`` and
+               the highest temperature, with the first seed), ``workers``, ``engine`` (``auto``, the
+               default: ASE workers or the batched engine, whichever is faster on this device by a
+               measurement before the runs, ``phonion.md.engine_choice``; or ``ase`` / ``batched``) and
                ``allow_failed_gate`` (run even when the gate failed; MLIP numbers then untrusted)
 ``compare``    ``phonion.compare.run.CompareConfig`` fields the chain does not set itself (``tau_max_ps``,
                ``parity_max_frames``, ``rdf_max_frames``, ``mobile``, ``anion``, ...)
@@ -171,7 +173,7 @@ _CHAIN_SET = {"reference": {"structure", "calculator", "seed", "output"},
 _CHAIN_EXTRAS = {"reference": {"workers": "int"},
                  "mlip_md": {"temperatures_K": "tuple[float, ...]", "seeds": "tuple[int, ...]",
                              "fix": "tuple[str, ...]", "fix_temperature_K": "float | None", "workers": "int",
-                             "allow_failed_gate": "bool", "dtype": "str | None"}}
+                             "allow_failed_gate": "bool", "dtype": "str | None", "engine": "str"}}
 
 
 def section_fields(section: str) -> dict:
@@ -262,6 +264,8 @@ def check_settings(settings: dict) -> None:
     if settings["mlip_md"].get("dtype") not in (None, "float32", "float64"):
         raise ValueError(f"mlip_md.dtype must be float32, float64 or null (the calculator's default), "
                          f"got {settings['mlip_md']['dtype']!r}")
+    if settings["mlip_md"].get("engine", "auto") not in ("auto", "ase", "batched"):
+        raise ValueError(f"mlip_md.engine must be auto, ase or batched, got {settings['mlip_md']['engine']!r}")
     for name in ("workers",):
         for section in ("reference", "mlip_md"):
             if int(settings[section].get(name, 1)) < 1:

@@ -302,6 +302,7 @@ def sweep_configs(ctx: StageContext, floors: dict | None = None) -> list:
     fix_t = s.pop("fix_temperature_K", None) or max(temps)
     s.pop("workers", None)
     s.pop("allow_failed_gate", None)
+    s.pop("engine", None)
     dtype = s.pop("dtype", None)  # MACE dtype of the MD only (compare's phonons and parity stay float64)
     if floors:
         s["pair_floors_A"] = dict(floors)
@@ -342,6 +343,7 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
                                    or (finished and all(s in ("complete", "invalid") for s in states))):
         return None
     workers = int(ctx.settings["mlip_md"].get("workers", 1))
+    engine = ctx.settings["mlip_md"].get("engine", "auto")  # measured on this device (phonion.md.engine_choice)
     rows = []
     with torch_threads(ctx.settings.get("threads") if workers == 1 else None), \
             StageProgress("mlip_md", [c for sw in sweeps for c in sw.runs()], "runs", ctx.progress):
@@ -349,7 +351,7 @@ def stage_mlip_md(ctx: StageContext, previous: dict | None) -> list | None:
             if ctx.progress:
                 print(f"phonion chain: mlip_md: {len(sw.runs())} runs (fix {', '.join(sw.fix)}) in {workers} "
                       f"process(es)", file=sys.stderr, flush=True)
-            rows += run_sweep(sw, workers=workers, resume=True, progress=ctx.progress)
+            rows += run_sweep(sw, workers=workers, resume=True, progress=ctx.progress, engine=engine)
     if ctx.progress:
         print(format_summary(rows), file=sys.stderr, flush=True)
     summary_file.write_text(json.dumps(rows, indent=2))

@@ -49,9 +49,11 @@ def add_md_parsers(sub, formatter) -> None:
     p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="torch / OpenMP threads of each run (default: the cores free when the sweep starts, "
                         "divided among the workers; never more threads than cores); recorded in run.json")
-    p.add_argument("--engine", choices=["ase", "batched"], default=argparse.SUPPRESS,
-                   help="ase: one ASE integrator per run, any calculator (default); batched: MACE only, every "
-                        "run advanced together in this process, one model call per step (nvt-bussi, nve)")
+    p.add_argument("--engine", choices=["auto", "ase", "batched"], default=argparse.SUPPRESS,
+                   help="auto (default): the faster of ase and batched, measured on this device before the sweep "
+                        "starts (the choice and its numbers go to sweep.json); ase: one ASE integrator per run, any "
+                        "calculator; batched: MACE only, every run advanced together in this process, one model "
+                        "call per step (nvt-bussi, nve)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=argparse.SUPPRESS, metavar="B",
                    help="--engine batched: systems per model call (default: all runs)")
     p.add_argument("--executor", choices=["local", "dask", "slurm"], default=argparse.SUPPRESS,
@@ -147,7 +149,7 @@ def _executor_options(args) -> dict:
     return {"executor": pick("executor", "local"), "workers": int(pick("workers", 1)),
             "scheduler_address": pick("scheduler_address", None), "slurm": data.get("slurm"),
             "threads": None if pick("threads", None) is None else int(pick("threads", None)),
-            "engine": pick("engine", "ase"),
+            "engine": pick("engine", "auto"),
             "batch_size": None if pick("batch_size", None) is None else int(pick("batch_size", None))}
 
 

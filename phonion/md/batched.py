@@ -53,7 +53,8 @@ def check_same_size(runs: list[BatchedRun]) -> None:
 
 def run_batched(cfg, *, resume: bool = False, batch_size: int | None = None, progress: bool = True,
                 threads: int | None = None, engine: str = "batched", executor: str = "local",
-                workers: int = 1, device: str | None = None, forces=None) -> list[dict]:
+                workers: int = 1, device: str | None = None, forces=None,
+                engine_choice: dict | None = None) -> list[dict]:
     """Run every run of ``cfg`` (a SweepConfig) in one batch; return the sweep summary rows.
 
     Parameters
@@ -65,6 +66,7 @@ def run_batched(cfg, *, resume: bool = False, batch_size: int | None = None, pro
     threads : torch / OpenMP threads of this process (None: the free cores,
         ``phonion.core.threads.plan_threads``); recorded in every run.json
     engine, executor, workers : as given to ``run_sweep``; anything but ``batched``, ``local``, 1 is refused
+    engine_choice : how the engine was chosen (``phonion.md.engine_choice``), for sweep.json
     device : torch device of the model (None: the SPEC's or the default)
     forces : a :class:`BatchedMACE` to use (tests); default built from ``cfg.run.calculator``
 
@@ -86,17 +88,19 @@ def run_batched(cfg, *, resume: bool = False, batch_size: int | None = None, pro
     preflight_sweep(cfg)
     plan = plan_threads(1, threads)
     with thread_cap(plan["threads"]):
-        return _run_batched(cfg, resume, batch_size, progress, plan, device, forces)
+        return _run_batched(cfg, resume, batch_size, progress, plan, device, forces, engine_choice)
 
 
-def _run_batched(cfg, resume, batch_size, progress, plan, device, forces) -> list[dict]:
+def _run_batched(cfg, resume, batch_size, progress, plan, device, forces, engine_choice=None) -> list[dict]:
     from phonion.md.batched_forces import BatchedMACE
     from phonion.md.restart import RunLock, check_output_dir
     from phonion.md.sweep import SUMMARY_NAME, _row, _write, failed_row
 
     configs: list[MDConfig] = cfg.runs()
     out = Path(cfg.output)
-    _write(out / "sweep.json", {**cfg.to_dict(), "engine": "batched", "batch_size": batch_size, "threads": plan})
+    _write(out / "sweep.json", {**cfg.to_dict(), "engine": "batched", "batch_size": batch_size, "threads": plan,
+                                "engine_choice": engine_choice or {"engine": "batched", "how": "given",
+                                                                   "why": "--engine batched"}})
     rows: list = [None] * len(configs)
     with contextlib.ExitStack() as stack:
         for c in configs:

@@ -93,6 +93,9 @@ class BatchedMACE:
         self.keyspec = mace_data.KeySpecification(info_keys=c.info_keys,
                                                   arrays_keys={**c.arrays_keys, c.charges_key: "charges"})
         self.num_models = len(self.models)
+        #: models run through torch.compile (SPEC compile_mode): they need the inputs that carry the force
+        #: gradient marked, and mace's training flag, as mace's own calculator does for them
+        self.compiled = bool(getattr(c, "use_compile", False))
         self._torch = torch
         #: systems per model call after out-of-memory splits (None: never split)
         self.max_batch: int | None = None
@@ -115,7 +118,10 @@ class BatchedMACE:
         energies, forces = [], []
         for model in self.models:
             b = batch.clone()
-            out = model(b.to_dict(), compute_stress=False, training=False)
+            if self.compiled:
+                b["node_attrs"].requires_grad_(True)
+                b["positions"].requires_grad_(True)
+            out = model(b.to_dict(), compute_stress=False, training=self.compiled)
             energies.append(out["energy"].detach())
             forces.append(out["forces"].detach())
         e, f = torch.stack(energies), torch.stack(forces)   # (M, B), (M, sum N, 3)

@@ -221,7 +221,7 @@ class _Run:
                           ckpt.step, ckpt.n_frames, EXACT_RESTART[cfg.ensemble])
         self.record = {"status": "running", "settings": cfg.to_dict(), "settings_key": cfg.settings_key(),
                        "n_atoms": len(atoms), "fixed_indices": fixed.tolist(), "n_degrees_of_freedom": ndof,
-                       "restarts": restarts, "exact_restart": EXACT_RESTART[cfg.ensemble],
+                       "restarts": restarts, "exact_restart": EXACT_RESTART[cfg.ensemble], "engine": "ase",
                        "trajectory": TRAJECTORY_NAME, "steps_done": ckpt.step if ckpt else 0,
                        "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0, "threads": current_threads()}
         write_json_atomic(out / RECORD_NAME, self.record)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,10 +168,12 @@ def check_calculator(spec: str) -> None:
     """Fail early (CalculatorSpecError naming the SPEC) on a calculator SPEC that cannot work:
     a malformed SPEC, a missing mace model file, a ``module:function`` that does not return an
     ASE calculator (that one is built once here, as a check)."""
-    from phonion.core.calculators import CalculatorSpecError, committee_files, parse_spec, resolve_calculator
+    from phonion.core.calculators import (CalculatorSpecError, check_mace_options, committee_files, parse_spec,
+                                          resolve_calculator)
 
     parsed = parse_spec(spec)
     if parsed.kind == "mace":
+        check_mace_options(parsed)
         missing = [f for f in committee_files(parsed.target) if not Path(f).is_file()]
         if missing:
             raise CalculatorSpecError(f"{spec!r}: no such MACE model file {', '.join(missing)}")
@@ -206,8 +209,9 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
     resume : continue interrupted runs from their checkpoints
     slurm : keyword arguments of ``dask_jobqueue.SLURMCluster``
     progress : progress bars (only when the runs execute in this process)
-    engine : ``ase`` (one ASE integrator per run, any calculator) or ``batched`` (MACE only: all runs
-        advanced together in this process, :func:`phonion.md.batched.run_batched`)
+    engine : ``ase`` (one ASE integrator per run, any calculator), ``batched`` (MACE only: all runs
+        advanced together in this process, :func:`phonion.md.batched.run_batched`) or ``auto`` (the
+        faster of the two, measured on this device: :func:`phonion.md.engine_choice.choose_engine`)
     batch_size : batched engine: systems per model call (None: all runs)
     threads : torch / OpenMP threads of each run (local executor); None: the cores free when the sweep
         starts divided among the workers (``phonion.core.threads.plan_threads``; never more threads than
@@ -221,11 +225,22 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
     invalid_step (integrator step) for an invalid run (None otherwise). Also written to
     ``OUT/sweep_summary.json``; the sweep settings go to ``OUT/sweep.json``.
     """
+    choice = None
+    if engine == "auto":  # measured on this device (phonion.md.engine_choice), written to sweep.json
+        from phonion.md.engine_choice import choose_engine
+
+        choice = choose_engine(cfg, workers=workers, threads=threads, batch_size=batch_size, executor=executor,
+                               resume=resume)
+        engine = choice["engine"]
+        if progress:
+            print(f"phonion md: engine {engine} ({choice['why']})", file=sys.stderr, flush=True)
+        if engine == "batched":
+            workers, executor = 1, "local"
     if engine != "ase":  # engine / batch_size: phonion.md.batched (one process, all runs in one batch)
         from phonion.md.batched import run_batched
 
         return run_batched(cfg, resume=resume, batch_size=batch_size, progress=progress, threads=threads,
-                           engine=engine, executor=executor, workers=workers)
+                           engine=engine, executor=executor, workers=workers, engine_choice=choice)
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if workers < 1:
@@ -237,7 +252,8 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
         "threads": threads or 1, "workers": workers, "how": f"{executor}: {threads or 1} per worker (given or 1)"}
     preflight_sweep(cfg)
     out = Path(cfg.output)
-    _write(out / "sweep.json", {**cfg.to_dict(), "threads": plan})
+    _write(out / "sweep.json", {**cfg.to_dict(), "threads": plan, "engine": "ase",
+                                "engine_choice": choice or {"engine": "ase", "how": "given", "why": "--engine ase"}})
     runs = cfg.runs()
     jobs = [c.to_dict() for c in runs]
     threads = plan["threads"]
