@@ -7,7 +7,8 @@
 2. FPU-α-β springs with the same Φ: |σ_A − direct numpy| (all atoms, Li);
 3. harmonic Langevin (γ = 3 ps⁻¹, 100 ps): fitted FWHM / (γ/2π) and peak − harmonic over the resolved modes;
 4. EMT Cu (conventional 3×3×3, 108 atoms, ASE NVE 5 fs steps) at 300 K and 900 K: linewidths at the X point
-   (Γ of the cubic cell) from phonion and from DynaPhoPy run on the same velocities in a side venv;
+   (Γ of the cubic cell) from phonion and from DynaPhoPy run on the same velocities in a side venv (why the two
+   differ, with longer runs: scripts/dynaphopy_compare.py → scripts/results/anharmonicity_dynaphopy.json);
 5. LiGa(SeO3)2 surrogate reference (CHGNet) vs MLIP (the demo's runs and phonons): σ_A and linewidths.
 """
 
@@ -223,6 +224,7 @@ def _dynaphopy(python: str | None, traj, phonon, frac, a, stem: Path, rows: list
         sel = np.flatnonzero(np.abs(h - row["harmonic_THz"]) < 0.02)
         row["dynaphopy_peak_THz"] = float(np.mean([dp["peak_THz"][i] for i in sel])) if sel.size else None
         row["dynaphopy_width_THz"] = float(np.mean([dp["width_THz"][i] for i in sel])) if sel.size else None
+        row["dynaphopy_width_err_THz"] = float(np.mean([dp["width_err_THz"][i] for i in sel])) if sel.size else None
     return {"version": dp["dynaphopy_version"], "spectrum_resolution_THz": dp["spectrum_resolution_THz"],
             "method": "numpy FFT power spectrum, Lorentzian fit (fitting function 0), degeneracy averaged"}
 
@@ -244,7 +246,10 @@ def ligaseo3_checks(demo: Path, workdir: Path) -> dict:
                 "n_frames": s["n_frames"], "frame_interval_fs": s["frame_interval_fs"],
                 "sigma_A": s["sigma_A"], "sigma_A_Li": s["sigma_A_by_species"]["Li"],
                 "sigma_A_O_e": s["sigma_A_by_class"]["O_e"], "sigma_A_O_c": s["sigma_A_by_class"]["O_c"],
-                "sigma_A_O_n": s["sigma_A_by_class"]["O_n"], "hopping": {k: s["hopping"][k] for k in
+                "sigma_A_O_n": s["sigma_A_by_class"]["O_n"], "sigma_A_err": s["sigma_A_err"],
+                "sigma_A_Li_err": s["sigma_A_by_species_err"]["Li"],
+                **{f"sigma_A_{c}_err": s["sigma_A_by_class_err"][c] for c in ("O_e", "O_c", "O_n")},
+                "sigma_A_error_blocks": s["sigma_A_error"], "hopping": {k: s["hopping"][k] for k in
                                                                          ("handling", "n_atom_frames_reanchored")},
                 "frequency_resolution_THz": s["frequency_resolution_THz"], "status_counts": s["status_counts"],
                 "O_e_mean_linewidth_THz": ls["O_e"]["mean_linewidth_THz"], "O_e_n_fitted": ls["O_e"]["n_fitted"],

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import threading
-import time
 from pathlib import Path
+
+from phonion.core.ticker import Ticker
 
 __all__ = ["LearnProgress", "learn_phase"]
 
@@ -82,19 +81,20 @@ def learn_phase(learn_dir: Path, size: int, epochs_first: int, epochs_later: int
     return rnd, "exploring", 0.0 if explore is None else explore
 
 
-class LearnProgress:
+class LearnProgress(Ticker):
     """The progress thread of the learn stage (module docstring); a context manager."""
 
+    prefix = "phonion chain: "
+
     def __init__(self, learn_dir, settings: dict, every_s: float, enabled: bool = True):
+        super().__init__(every_s, enabled)
         learn, train = settings["learn"], settings["train"]
-        self.dir, self.every_s, self.enabled = Path(learn_dir), float(every_s), enabled
+        self.dir = Path(learn_dir)
         self.size = int(learn.get("committee", {}).get("size", 3))
         self.epochs = (int(train.get("trainer", {}).get("max_epochs", 1)),
                        int(learn.get("finetune", {}).get("max_epochs", 1)))
         r = learn.get("rounds", {})
         self.rounds = (int(r.get("min_rounds", 0)), int(r.get("max_rounds", 1)))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
         self._seen: tuple | None = None  # (round, phase, fraction, time) when the current phase was first seen
 
     def line(self, now: float, t0: float) -> str | None:
@@ -114,19 +114,5 @@ class LearnProgress:
         return (f"learn: round {rnd} ({plan}): {phase}, {100 * f:.0f} %, {eta}; "
                 f"stage {(now - t0) / 60:.0f} min so far")
 
-    def _loop(self) -> None:
-        t0 = time.monotonic()
-        while not self._stop.wait(self.every_s):
-            text = self.line(time.monotonic(), t0)
-            if text:
-                print(f"phonion chain: {text}", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> LearnProgress:
-        if self.enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._stop.set()
-            self._thread.join()
+    def status(self, elapsed_s: float) -> str | None:
+        return self.line(elapsed_s, 0.0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phonion.core.threads import threads as torch_threads  # re-exported (in __all__)
+from phonion.core.ticker import Ticker
 from phonion.core.threads import worker_init
 
 
@@ -113,47 +114,37 @@ def eta_text(left_s: float | None, what: str = "ETA") -> str:
             else f"{what} {left_s / 60:.0f} min")
 
 
-class StageProgress:
+class StageProgress(Ticker):
     """A thread printing ``phonion chain: <stage>: 2/4 runs done, 47 %, ETA 3 min`` every
     :data:`PROGRESS_EVERY_S` seconds while the MD runs ``cfgs`` of a stage go on (read from each run's
     run.json and the checkpoint lines of its run.log; the runs themselves may be in other processes)."""
 
-    def __init__(self, stage: str, cfgs: list, unit: str, enabled: bool = True):
-        import threading
+    prefix = "phonion chain: "
 
-        self.stage, self.cfgs, self.unit, self.enabled = stage, list(cfgs), unit, enabled and bool(cfgs)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+    def __init__(self, stage: str, cfgs: list, unit: str, enabled: bool = True):
+        super().__init__(PROGRESS_EVERY_S, enabled and bool(cfgs))
+        self.stage, self.cfgs, self.unit = stage, list(cfgs), unit
+        self._f0 = 0.0
+
+    def _fraction(self) -> float:
+        total = sum(c.total_steps for c in self.cfgs)
+        return sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
 
     def line(self, f0: float, elapsed: float) -> str:
         done = sum(_record(Path(c.output) / "run.json").get("status") in ("complete", "invalid", "failed")
                    for c in self.cfgs)
-        total = sum(c.total_steps for c in self.cfgs)
-        f = sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
+        f = self._fraction()
         left = elapsed * (1 - f) / (f - f0) if f > f0 else None
         return f"{self.stage}: {done}/{len(self.cfgs)} {self.unit} done, {100 * f:.0f} % of the steps, {eta_text(left)}"
 
-    def _loop(self) -> None:
-        import time
+    def status(self, elapsed_s: float) -> str:
+        return self.line(self._f0, elapsed_s)
 
-        total = sum(c.total_steps for c in self.cfgs)
-        f0 = sum(min(_steps_done(c), c.total_steps) for c in self.cfgs) / max(total, 1)
-        t0 = time.monotonic()
-        while not self._stop.wait(PROGRESS_EVERY_S):
-            print(f"phonion chain: {self.line(f0, time.monotonic() - t0)}", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> StageProgress:
-        if self.enabled:
-            common = os.path.commonpath([str(Path(c.output).parent) for c in self.cfgs])
-            print(f"phonion chain: {self.stage}: {len(self.cfgs)} MD runs; each logs to {common}/<run>/run.log "
-                  f"(progress every {PROGRESS_EVERY_S:g} s)", file=sys.stderr, flush=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._stop.set()
-            self._thread.join()
+    def start(self) -> None:
+        self._f0 = self._fraction()
+        common = os.path.commonpath([str(Path(c.output).parent) for c in self.cfgs])
+        print(f"phonion chain: {self.stage}: {len(self.cfgs)} MD runs; each logs to {common}/<run>/run.log "
+              f"(progress every {PROGRESS_EVERY_S:g} s)", file=sys.stderr, flush=True)
 
 
 # ---- sites --------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ above the Nyquist frequency of the frames is flagged 'above Nyquist'; a spectrum
 peak (several peaks, a shoulder) is flagged 'not Lorentzian' and left out of linewidth_summary.
 outputs in DIR: result.json (the JSON below), modes.csv, sigma_A_time_series.csv, spectra.npz, sigma_A.png,
 linewidths.png, mode_spectra.png.
-JSON keys: sigma_A, sigma_A_by_species, sigma_A_by_class, sigma_A_time_series, hopping, modes (index, class,
+JSON keys: sigma_A, sigma_A_by_species, sigma_A_by_class (and their block-averaging standard errors sigma_A_err,
+sigma_A_by_species_err, sigma_A_by_class_err; sigma_A_error says how), sigma_A_time_series, hopping, modes (index, class,
 harmonic_frequency_THz, peak_frequency_THz, linewidth_THz, linewidth_err_THz, status, ...),
 frequency_resolution_THz, nyquist_THz, linewidth_summary, mdma_anharmonic_fraction, notes, ..."""
 
@@ -91,7 +92,8 @@ def _cmd(args) -> int:
     if args.json:
         emit_json(result, indent=1)
         return 0
-    for key in ("sigma_A", "sigma_A_by_species", "sigma_A_by_class", "mdma_anharmonic_fraction",
+    for key in ("sigma_A", "sigma_A_err", "sigma_A_by_species", "sigma_A_by_species_err", "sigma_A_by_class",
+                "sigma_A_by_class_err", "mdma_anharmonic_fraction",
                 "frequency_resolution_THz", "nyquist_THz", "status_counts"):
         print(f"{key:>26}: {result[key]}")
     print(f"{'hopping':>26}: {result['hopping']['text']}")

@@ -2,7 +2,7 @@
 on each side's headline run, with that side's phonons, as numbers of ``numbers.json``.
 
 Keys (each side): ``sigma_A``, ``sigma_A_<mobile>``, ``sigma_A_O_e``, ``sigma_A_O_c``, ``sigma_A_O_n`` (dimensionless;
-null without forces), ``linewidth_O_e_mean_THz`` / ``linewidth_O_c_mean_THz`` (mean FWHM of the fitted O_e- / O_c-
+null without forces; uncertainty: the block-averaging standard error ``sigma_A_err`` etc.), ``linewidth_O_e_mean_THz`` / ``linewidth_O_c_mean_THz`` (mean FWHM of the fitted O_e- / O_c-
 dominated Γ modes, ± the propagated fit errors; not converged when fewer than :data:`MIN_FITTED` modes of the class
 are resolved by the run), ``linewidth_resolution_THz``. The run's full result goes to ``OUT/anharmonicity/<side>/``.
 """
@@ -42,11 +42,14 @@ def anharmonicity_numbers(run, source, out_dir, side: str, *, mobile: str, anion
     base = (f"{run.name} at {run.temperature_K:g} K; {s['n_frames_with_forces']} frames with forces; hopping "
             f"{s['mobile_species']}: {s['hopping']['handling']} ({s['hopping']['n_atom_frames_reanchored']} atom-frames)")
     nf = "" if s["sigma_A"] is not None else "; the trajectory has no forces"
-    out = {"sigma_A": number(s["sigma_A"], "", side, src, note="σ_A (Knoop 2020), all atoms; " + base + nf
+    out = {"sigma_A": number(s["sigma_A"], "", side, src, uncertainty=s.get("sigma_A_err"),
+                             note="σ_A (Knoop 2020), all atoms, ± block-averaging SE; " + base + nf
                              + (_ABOVE_ONE if (s["sigma_A"] or 0) > 1 else ""))}
-    for key, val in [(f"sigma_A_{mobile}", (s["sigma_A_by_species"] or {}).get(mobile)),
-                     *[(f"sigma_A_{c}", (s["sigma_A_by_class"] or {}).get(c)) for c in ("O_e", "O_c", "O_n")]]:
-        out[key] = number(val, "", side, src, note=f"σ_A over the {key[8:]} atoms; " + base + nf
+    sp_err, cl_err = s.get("sigma_A_by_species_err") or {}, s.get("sigma_A_by_class_err") or {}
+    for key, val, err in [(f"sigma_A_{mobile}", (s["sigma_A_by_species"] or {}).get(mobile), sp_err.get(mobile)),
+                          *[(f"sigma_A_{c}", (s["sigma_A_by_class"] or {}).get(c), cl_err.get(c))
+                            for c in ("O_e", "O_c", "O_n")]]:
+        out[key] = number(val, "", side, src, uncertainty=err, note=f"σ_A over the {key[8:]} atoms; " + base + nf
                           + (_ABOVE_ONE if (val or 0) > 1 else ""))
     res_thz = s["frequency_resolution_THz"]
     for c in ("O_e", "O_c"):

@@ -19,15 +19,26 @@ neighbouring vacant site is measured from that site; the atom-frames where that 
 counted. ``hopping="exclude"`` uses the same u for the neighbours' F^harm but leaves those atom-frames out of
 both sums. Written by hand (this sum and :func:`displacements`): no maintained library computes σ_A from a
 trajectory and phonopy force constants (FHI-vibes does, inside its own FHI-aims workflow and file formats).
+
+Uncertainty (:func:`sigma_a_error`). Frames are correlated, so the standard error comes from block averaging
+(Flyvbjerg & Petersen, J. Chem. Phys. 91, 461 (1989)): the frames are cut into n_b blocks of b frames, each block's
+σ_A is the ratio of its own sums sqrt(Σ_block ΔF² / Σ_block F²) (σ_A is a ratio of sums, so never a mean of
+per-frame ratios), and SE_b = std(block σ_A)/√n_b. b doubles while n_b ≥ :data:`MIN_BLOCKS`; the error given is SE_b
+at the first b from which no larger b gives a larger SE beyond twice that SE's own scatter SE_b/√(2(n_b − 1)) (the
+plateau); when only the largest b qualifies the plateau is not reached and the error is a lower bound. Written by
+hand: pyblock and similar packages block a mean, not a ratio of sums.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["HOPPING", "displacements", "harmonic_forces", "sigma_a", "sigma_a_series", "eigenvalues_from_frequencies"]
+__all__ = ["HOPPING", "MIN_BLOCKS", "displacements", "harmonic_forces", "sigma_a", "sigma_a_series",
+           "sigma_a_sums", "sigma_a_error", "eigenvalues_from_frequencies"]
 
 HOPPING = ("reanchor", "exclude")
+#: block averaging stops at this many blocks (fewer make the scatter of the block values itself too uncertain)
+MIN_BLOCKS = 16
 
 
 def eigenvalues_from_frequencies(frequencies_THz) -> np.ndarray:
@@ -127,3 +138,34 @@ def sigma_a_series(forces, harmonic, atoms=None, exclude=None) -> np.ndarray:
     d = den.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(d > 0, np.sqrt(num.sum(axis=1) / np.where(d > 0, d, 1.0)), np.nan)
+
+
+def sigma_a_sums(forces, harmonic, atoms=None, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame sums (Σ_i |F − F^harm|², Σ_i |F|²), each shape (F,), over the same atom-frames as :func:`sigma_a`."""
+    num, den = _masked(forces, harmonic, atoms, exclude)
+    return num.sum(axis=1), den.sum(axis=1)
+
+
+def sigma_a_error(num_t, den_t, min_blocks: int = MIN_BLOCKS) -> dict:
+    """Block-averaging standard error of σ_A = sqrt(Σ num_t / Σ den_t) from the per-frame sums of
+    :func:`sigma_a_sums` (module docstring). Returns ``{error, block_frames, n_blocks, plateau, levels}``
+    (``levels``: [(b, n_b, SE_b)]); error None when there are fewer than ``min_blocks`` frames."""
+    num, den = np.asarray(num_t, float), np.asarray(den_t, float)
+    levels = []
+    b = 1
+    while len(num) // b >= min_blocks:
+        nb = len(num) // b
+        bn, bd = num[: nb * b].reshape(nb, b).sum(axis=1), den[: nb * b].reshape(nb, b).sum(axis=1)
+        ok = bd > 0
+        if ok.sum() < 2:
+            break
+        vals = np.sqrt(bn[ok] / bd[ok])
+        levels.append((b, int(ok.sum()), float(vals.std(ddof=1) / np.sqrt(ok.sum()))))
+        b *= 2
+    if not levels:
+        return {"error": None, "block_frames": None, "n_blocks": None, "plateau": False, "levels": []}
+    se = np.array([lv[2] for lv in levels])
+    scatter = se / np.sqrt(2.0 * (np.array([lv[1] for lv in levels]) - 1))
+    pick = next(k for k in range(len(levels)) if np.all(se[k + 1:] <= se[k] + 2 * scatter[k + 1:]))
+    return {"error": float(se[pick]), "block_frames": levels[pick][0], "n_blocks": levels[pick][1],
+            "plateau": pick < len(levels) - 1, "levels": levels}

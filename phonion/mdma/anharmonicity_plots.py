@@ -22,15 +22,17 @@ def plot_sigma_a(summary: dict, path: str | os.PathLike) -> Path | None:
     """Bars of σ_A: total, by species, by O class. None when σ_A is null (no forces)."""
     if summary.get("sigma_A") is None:
         return None
-    labels, values, colours = ["all"], [summary["sigma_A"]], ["0.3"]
+    labels, values, colours, errs = ["all"], [summary["sigma_A"]], ["0.3"], [summary.get("sigma_A_err")]
+    sp_err, cl_err = summary.get("sigma_A_by_species_err") or {}, summary.get("sigma_A_by_class_err") or {}
     for s, v in (summary.get("sigma_A_by_species") or {}).items():
-        labels.append(s), values.append(v), colours.append("0.6")
+        labels.append(s), values.append(v), colours.append("0.6"), errs.append(sp_err.get(s))
     for c, v in (summary.get("sigma_A_by_class") or {}).items():
-        labels.append(c), values.append(v), colours.append(CLASS_COLOURS.get(c, "0.6"))
+        labels.append(c), values.append(v), colours.append(CLASS_COLOURS.get(c, "0.6")), errs.append(cl_err.get(c))
     fig = _figure(figsize=(max(4.0, 0.6 * len(labels)), 3.2))
     ax = fig.add_subplot()
-    ax.bar(labels, [np.nan if v is None else v for v in values], color=colours)
-    ax.set_ylabel("σ_A")
+    ax.bar(labels, [np.nan if v is None else v for v in values], color=colours,
+           yerr=[np.nan if e is None else e for e in errs], capsize=3)
+    ax.set_ylabel("σ_A (± block-averaging SE)")
     ax.set_title(f"σ_A (hopping {summary.get('hopping', {}).get('handling')})", fontsize=9)
     return _save(fig, path)
 

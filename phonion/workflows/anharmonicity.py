@@ -137,7 +137,8 @@ def _sigma_block(traj, source, cfg, class_atoms: dict, notes: list) -> tuple[dic
     hop = {"handling": cfg.hopping, "text": HOPPING_TEXT[cfg.hopping].format(sp=cfg.species),
            "n_atom_frames_reanchored": None, "n_ions_ever_reanchored": None}
     keys = {"sigma_A": None, "sigma_A_by_species": None, "sigma_A_by_class": None, "hopping": hop,
-            "n_frames_with_forces": 0}
+            "n_frames_with_forces": 0, "sigma_A_err": None, "sigma_A_by_species_err": None,
+            "sigma_A_by_class_err": None, "sigma_A_error": None}
     have = traj.frames_with("forces") if traj.forces is not None else np.zeros(traj.n_frames, bool)
     if not have.any():
         notes.append("the trajectory has no forces: sigma_A, sigma_A_by_species and sigma_A_by_class are null "
@@ -159,10 +160,38 @@ def _sigma_block(traj, source, cfg, class_atoms: dict, notes: list) -> tuple[dic
                 sigma_A_by_class={c: sigma_a(forces, fh, idx, excl) if len(idx) else None
                                   for c, idx in classes.items()} or None,
                 n_frames_with_forces=int(have.sum()))
+    keys.update(_sigma_errors(forces, fh, excl, species, classes, notes))
     series = {"time_ps": (traj.times_fs[frames] if traj.times_fs is not None else frames * traj.frame_interval_fs) * 1e-3,
               "sigma_A": sigma_a_series(forces, fh, exclude=excl)}
     series.update({f"sigma_A_{c}": sigma_a_series(forces, fh, idx, excl) for c, idx in classes.items() if len(idx)})
     return keys, series
+
+
+def _sigma_errors(forces, fh, excl, species: dict, classes: dict, notes: list) -> dict:
+    """``sigma_A_err``, ``sigma_A_by_species_err``, ``sigma_A_by_class_err`` (block averaging of block ratios,
+    :func:`phonion.mdma.anharmonicity.sigma_a_error`) and ``sigma_A_error`` (how: block length, plateau)."""
+    from phonion.mdma.anharmonicity import MIN_BLOCKS, sigma_a_error, sigma_a_sums
+
+    def err(atoms):
+        return sigma_a_error(*sigma_a_sums(forces, fh, atoms, excl))
+
+    total = err(None)
+    by_sp = {s: err(idx) for s, idx in species.items()}
+    by_cl = {c: err(idx) if len(idx) else None for c, idx in classes.items()}
+    short = [k for k, e in [("all", total), *by_sp.items(), *by_cl.items()] if e is not None and e["error"] is not None
+             and not e["plateau"]]
+    if total["error"] is None:
+        notes.append(f"σ_A errors need at least {MIN_BLOCKS} frames with forces: sigma_A_err is null")
+    elif short:
+        notes.append(f"σ_A block errors of {', '.join(short)} reached no plateau (the run is short against the "
+                     "forces' correlation time): those errors are lower bounds")
+    return {"sigma_A_err": total["error"],
+            "sigma_A_by_species_err": {s: e["error"] for s, e in by_sp.items()},
+            "sigma_A_by_class_err": {c: None if e is None else e["error"] for c, e in by_cl.items()} or None,
+            "sigma_A_error": {"method": "block averaging: SE of block σ_A values (each the ratio of its block's "
+                                        "sums) at the plateau block length (Flyvbjerg & Petersen 1989)",
+                              "block_frames": total["block_frames"], "n_blocks": total["n_blocks"],
+                              "plateau": total["plateau"]}}
 
 
 def _class_atoms(cfg, source) -> dict:

@@ -5,6 +5,8 @@ keys made here; a side whose phonons cannot be read loses these numbers with a w
 (≈ 0: ≤ 1e-5, not round-off: phonopy's symmetrisation leaves Li–framework force constants of ≤ 5e-7 eV/Å² in the
 network, and a free Li re-anchored to the nearest Li site has a u that differs from the MD's by Ångströms.)"""
 
+import json
+
 import numpy as np
 import pytest
 from phonopy import Phonopy
@@ -39,12 +41,17 @@ def test_numbers_of_a_harmonic_framework_with_free_li(side, tmp_path):
     assert n["sigma_A"]["value"] <= 1e-5
     assert n["sigma_A_O_e"]["value"] <= 1e-5 and n["sigma_A_O_c"]["value"] <= 1e-5
     assert "atom-frames" in n["sigma_A"]["note"]
+    assert all(0.0 <= n[k]["uncertainty"] <= 1e-5 for k in ("sigma_A", "sigma_A_Li", "sigma_A_O_e", "sigma_A_O_c"))
     assert "over the Li atoms" in n["sigma_A_Li"]["note"]
     for c in ("O_e", "O_c"):
         lw = n[f"linewidth_{c}_mean_THz"]
         assert lw["unit"] == "THz" and ("fitted of" in lw["note"])
     assert n["linewidth_resolution_THz"]["value"] == pytest.approx(1 / (300 * 10e-3), rel=0.02)
     assert (tmp_path / "anh" / "result.json").is_file()
+    res = json.loads((tmp_path / "anh" / "result.json").read_text())     # the error keys beside the values
+    assert set(res["sigma_A_by_species_err"]) == set(res["sigma_A_by_species"])
+    assert set(res["sigma_A_by_class_err"]) == set(res["sigma_A_by_class"])
+    assert res["sigma_A_error"]["block_frames"] >= 1 and isinstance(res["sigma_A"], float)
 
 
 def test_failure_is_a_warning_not_a_crash(side, tmp_path):
