@@ -107,3 +107,10 @@ def test_compiled_model_gives_eager_forces_and_compiles_once_per_process(tmp_pat
     f0, f1 = a1.get_forces(), a2.get_forces()
     assert f1.dtype == f0.dtype == np.float32 and np.abs(f0).max() > 1e-4
     assert np.abs(f1 - f0).max() < 1e-5
+
+
+def test_batched_engine_refuses_a_compiled_model(tmp_path, mace_model_file):
+    cfg = _cfg(tmp_path, f"mace:{mace_model_file}?dtype=float32&compile_mode=default")
+    with pytest.raises(ValueError, match="batched runs eager models"):
+        run_sweep(cfg, engine="batched", progress=False)
+    assert not (tmp_path / "sweep").exists()
