@@ -41,7 +41,11 @@ def _rule(engine: str, why: str) -> dict:
 def _started_engine(out: Path) -> tuple[str, Path] | None:
     """(engine, the file that says so) of runs already started in ``out`` (older files without an
     ``engine`` key were written by the ASE engine), or None for a new directory."""
-    for path in [out / "sweep.json", *sorted(out.glob("*/run.json"))]:
+    try:
+        paths = [out / "sweep.json", *sorted(out.glob("*/run.json"))] if out.is_dir() else []
+    except OSError:  # an unusable output path: the sweep's own checks say what is wrong with it
+        return None
+    for path in paths:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
