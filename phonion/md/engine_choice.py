@@ -16,8 +16,8 @@ The faster one wins (ties within 5 % go to ``ase``: more calculators, every ense
 pool). Force calls are ~90 % of an MD step for both engines (measured: ASE loop 7 %, phonion hooks
 2 %), so the call rates rank the engines as whole steps would. Without a measurement (not a MACE
 model, one run, an ensemble the batched engine lacks, another executor than ``local``, a
-``compile_mode`` model whose compilation alone costs 10-40 s, or a sweep resumed in a directory that
-already chose) the choice is made by rule and the reason is given. The result goes to
+``compile_mode`` model (the batched engine runs eager models only), or a directory whose runs already
+started on one engine) the choice is made by rule and the reason is given. The result goes to
 ``sweep.json["engine_choice"]`` and each run's ``run.json["engine"]``.
 """
 
@@ -57,7 +57,7 @@ def _started_engine(out: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _by_rule(cfg, executor: str, resume: bool) -> dict | None:
+def _by_rule(cfg, executor: str) -> dict | None:
     """The choice when no measurement is needed or possible (None: measure)."""
     from phonion.core.calculators import check_mace_options, parse_spec
     from phonion.md.batched_run import BATCHED_ENSEMBLES
@@ -67,10 +67,9 @@ def _by_rule(cfg, executor: str, resume: bool) -> dict | None:
         return {"engine": done[0], "how": "kept", "why": f"this directory's runs were started with the {done[0]} "
                                                          f"engine ({done[1]}); a run continues on its engine"}
     parsed = parse_spec(cfg.run.calculator)
-    if parsed.kind == "mace":
-        check_mace_options(parsed)  # a bad option value is refused before any probe or file
     if parsed.kind != "mace":
         return _rule("ase", f"{parsed.kind} calculator: only MACE models batch")
+    check_mace_options(parsed)  # a bad option value is refused before any probe or file
     n = len(cfg.runs())
     if n < 2:
         return _rule("ase", "one run: nothing to batch")
@@ -114,13 +113,13 @@ def _systems(cfg, n: int) -> list:
 
 
 def choose_engine(cfg, *, workers: int = 1, threads: int | None = None, batch_size: int | None = None,
-                  executor: str = "local", resume: bool = False, calls: int = 8) -> dict:
+                  executor: str = "local", calls: int = 8) -> dict:
     """``{"engine": "ase" | "batched", "how": "measured" | "rule" | "kept", "why", ...}`` for a SweepConfig.
 
     Measured choices add ``ase_atom_steps_per_s``, ``batched_atom_steps_per_s``, ``ase_s_per_call``,
     ``batched_s_per_call``, ``batch_size``, ``threads_ase``, ``threads_batched`` and ``calls``.
     """
-    rule = _by_rule(cfg, executor, resume)
+    rule = _by_rule(cfg, executor)
     if rule is not None:
         return rule
     from phonion.core.calculators import resolve_calculator

@@ -229,8 +229,7 @@ def run_sweep(cfg: SweepConfig, executor: str = "local", workers: int = 1,
     if engine == "auto":  # measured on this device (phonion.md.engine_choice), written to sweep.json
         from phonion.md.engine_choice import choose_engine
 
-        choice = choose_engine(cfg, workers=workers, threads=threads, batch_size=batch_size, executor=executor,
-                               resume=resume)
+        choice = choose_engine(cfg, workers=workers, threads=threads, batch_size=batch_size, executor=executor)
         engine = choice["engine"]
         if progress:
             print(f"phonion md: engine {engine} ({choice['why']})", file=sys.stderr, flush=True)
