@@ -33,6 +33,8 @@ import numpy as np
 
 from phonion.compare.warn import ours
 
+from phonion.compare.rdf_shifts import (RDF_EXTRAPOLATE, RDF_SHIFT_LIMIT_A, mlip_peaks_at,  # noqa: F401
+                                       rdf_peaks_by_temperature, rdf_shifts_by_temperature, tkey)
 from phonion.md.rdf import PEAK, RDF_MAX_A, first_peak, first_peaks, half_width as _half_width, partial_rdf  # noqa: F401
 
 __all__ = ["number", "combine", "tkey", "partial_rdf", "first_peak", "rdf_numbers", "rdf_peaks_by_temperature",
@@ -91,11 +93,6 @@ def combine(values, errors) -> tuple[float, float | None]:
     return float(v.mean()), err
 
 
-def tkey(temperature_K: float) -> str:
-    """Temperature as it appears in key names (``%g``): 900.0 → ``900K``."""
-    return f"{temperature_K:g}K"
-
-
 # ---- RDF ------------------------------------------------------------------------------------------------
 def rdf_numbers(traj, side: str, source: str, max_frames: int = 200):
     """Partial RDFs of one run and the first-peak position of every pair: ``rdf_first_peak_<A>_<B>_A``.
@@ -125,45 +122,6 @@ def rdf_numbers(traj, side: str, source: str, max_frames: int = 200):
             converged=pk is not None and not why, note=note + ("; not converged: " + "; ".join(why) if why else ""))
     return numbers, {"r_A": res["r_A"], "g": res["g"], "r_max_A": res["r_max_A"], "n_frames": n_used,
                      "peaks": res["peaks"]}
-
-
-def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
-    """{set-point K: ``first_peaks`` of the first unconstrained run at that set-point} of one side."""
-    out = {}
-    for run in runs:
-        if run.fixed or run.temperature_K is None or run.temperature_K in out:
-            continue
-        traj = load(run)
-        if traj.n_frames >= 2:
-            res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
-            out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"]}
-    return out
-
-
-def rdf_shifts_by_temperature(ref: dict, mlip: dict) -> dict:
-    """MLIP − reference first peaks at every set-point both sides ran (``phonion.md.rdf.peak_shifts``):
-    ``{"by_temperature": {"<T>K": {...}}, "max_abs_shift_A", "limit_A", "worst"}``; the limit is the
-    fit-for-MD gate's (0.1 Å), applied to the pairs whose reference position is resolved."""
-    from phonion.md.rdf import peak_shifts
-
-    by_t, found = {}, []
-    for t in sorted(set(ref) & set(mlip)):
-        res = peak_shifts({"peaks": ref[t]["peaks"]}, {"peaks": mlip[t]["peaks"]})
-        by_t[tkey(t)] = {"reference_run": ref[t]["run"], "mlip_run": mlip[t]["run"],
-                         "reference_measured_K": ref[t]["measured_K"], "mlip_measured_K": mlip[t]["measured_K"],
-                         **res}
-        found += [(math.inf if sh["shift_A"] is None else abs(sh["shift_A"]), tkey(t), pair)
-                  for pair, sh in res["shifts"].items()]
-    worst = max(found) if found else None
-    return {"by_temperature": by_t, "max_abs_shift_A": None if worst is None or worst[0] == math.inf else worst[0],
-            "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2],
-                                                 "lost_peak": worst[0] == math.inf},
-            "limit_A": RDF_SHIFT_LIMIT_A,
-            "passed": worst is not None and worst[0] <= RDF_SHIFT_LIMIT_A}
-
-
-#: |MLIP − reference| first-peak limit, Å (the fit-for-MD gate's ``max_rdf_shift_A``)
-RDF_SHIFT_LIMIT_A = 0.1
 
 
 # ---- VDOS -----------------------------------------------------------------------------------------------

@@ -228,9 +228,17 @@ def _rdf_shifts(result: dict) -> str:
         if v is None:
             return "<td class=no>no MLIP peak</td>"
         ok = abs(v) <= r["limit_A"]
-        return f"<td class={'yes' if ok else 'no'}>{v:+.3f}" + (f" ± {u:.3f}" if u is not None else "") + "</td>"
+        plain = (t.get("setpoint_shifts_A") or {}).get(p)
+        tip = "" if plain is None else f" title='at the set-point: {plain:+.3f} Å'"
+        return (f"<td class={'yes' if ok else 'no'}{tip}>{v:+.3f}" + (f" ± {u:.3f}" if u is not None else "")
+                + "</td>")
 
-    rows = "".join(f"<tr><td>{_e(k)}</td>{''.join(cell(t, p) for p in pairs)}</tr>" for k, t in by_t.items())
+    def label(k, t):
+        ref_t = t.get("reference_measured_K")
+        return _e(k) + ("" if ref_t is None else f" <span class=note>(reference {ref_t:.0f} K)</span>")
+
+    rows = "".join(f"<tr><td>{label(k, t)}</td>{''.join(cell(t, p) for p in pairs)}</tr>" for k, t in by_t.items())
+    how = [f"{k}: {t['compared_at']}" for k, t in by_t.items() if t.get("compared_at")]
     skipped = sorted({f"{p}: {why}" for t in by_t.values() for p, why in t["not_compared"].items()})
     verdict = ("—" if r.get("max_abs_shift_A") is None
                else f"largest |shift| {r['max_abs_shift_A']:.3f} Å ({r['worst']['pair']}, {r['worst']['temperature']})")
@@ -238,8 +246,12 @@ def _rdf_shifts(result: dict) -> str:
             f"<p>{_e(verdict)}: {'within' if r.get('passed') else '<b>outside</b>'} the limit. Position: centroid of "
             "the first shell above half its maximum (the shell closes at its first minimum below half "
             "the maximum; RDF to 8 Å where the cell allows); ± from 4 blocks of frames. A pair is compared where the reference has a "
-            "coordination shell whose position it resolves to 0.05 Å.</p>"
-            f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
+            "coordination shell whose position it resolves to 0.05 Å. Compared at the same temperature: the "
+            "MLIP's positions at the reference run's measured mean temperature, linear between the MLIP runs whose "
+            "measured temperatures bracket it (hover a cell for the plain set-point comparison).</p>"
+            + ("<details><summary>how each temperature was compared</summary><ul>"
+               + "".join(f"<li>{_e(h)}</li>" for h in how) + "</ul></details>" if how else "")
+            + f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
             + (f"<details><summary>not compared ({len(skipped)})</summary><ul>"
                + "".join(f"<li>{_e(x)}</li>" for x in skipped) + "</ul></details>" if skipped else ""))
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from phonion.core.jsonutil import clean, default
+from phonion.md.rdf import mlip_peaks_at
 
 from phonion.workflows.validate_parts import (_SPREAD_KEYS, RDF_BIN_A, RDF_MIN_PEAK, RDF_SMOOTH_A,
                                     _check, _frame_max_spread, _plot_rdf, _spearman, closest_approach,
@@ -292,7 +293,17 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
     if rdf_run["traj"] is not None and rdf_run["traj"].n_frames >= 2:
         a, b = rdf_peaks(ref_run["traj"]), rdf_peaks(rdf_run["traj"])
         rdf = {"reference": a, "mlip": b, "t_ref": ref_run["temperature_K"], "t_mlip": rdf_run["temperature_K"]}
-        shifts, skipped = rdf_shifts(a, b)
+        # at the same temperature: the MLIP's peaks at the reference run's measured mean T, from the
+        # complete validation runs (phonion.md.rdf.mlip_peaks_at); the set-point run alone otherwise
+        by_t = {r["temperature_K"]: {"run": r["run"], "measured_K": r["mean_temperature_K"],
+                                     "peaks": b["peaks"] if r is rdf_run else rdf_peaks(r["traj"])["peaks"]}
+                for r in runs if r is rdf_run or (r["status"] == "complete" and r["traj"] is not None
+                                                  and r["traj"].n_frames >= 2)}
+        t_ref = ref_run["traj"].temperatures_K
+        t_ref = None if t_ref is None or not len(t_ref) else float(np.mean(t_ref))
+        peaks, rdf["compared_at"], _ = mlip_peaks_at(by_t, t_ref, rdf_run["temperature_K"])
+        rdf["mlip_compared"] = {k: None if v is None else round(v["r_A"], 3) for k, v in peaks.items()}
+        shifts, skipped = rdf_shifts(a, {**b, "peaks": peaks})
     known = [v for v in shifts.values() if v is not None]
     lost = [k for k, v in shifts.items() if v is None]
     max_shift = None if not shifts or lost else max(known)
@@ -345,6 +356,7 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
                                                 for k, v in rdf[side]["peaks"].items()}
                                          for side in ("reference", "mlip") if rdf.get(side)},
         "rdf_temperatures_K": {"reference": rdf.get("t_ref"), "mlip": rdf.get("t_mlip")},
+        "rdf_compared_at": rdf.get("compared_at"), "rdf_first_peaks_mlip_compared_A": rdf.get("mlip_compared"),
         "mean_temperature_ratio": t_worst, "mean_temperature_ratio_by_run": t_ratios,
         "uncertainty_p99_meV_A": p99, "uncertainty_calibration": calib,
         "validation_runs": [{k: v for k, v in r.items() if k != "traj"} for r in runs],

@@ -146,3 +146,35 @@ def test_a_shell_that_does_not_close_inside_the_range_is_not_compared():
     res = first_peaks(*_thermal(na, 40, 0.3, 5), na.get_chemical_symbols(),
                       settings={"close": 0.05})  # g never falls to 5 % of its maximum between shells
     assert not res["peaks"]["Na-Na"]["shell"] and "does not close" in res["peaks"]["Na-Na"]["why"]
+
+
+def test_mlip_peaks_at_the_reference_runs_measured_temperature():
+    """Shells expanding linearly with T: the comparison at the reference run's measured T recovers
+    zero shift where the set-point comparison charges the thermostat's 5 % to the potential."""
+    from phonion.md.rdf import RDF_EXTRAPOLATE, mlip_peaks_at
+
+    def pk(r, err=0.01, shell=True):
+        return {"r_A": r, "height": 3.0, "err_A": err, "shell": shell, "why": None}
+
+    def r_of(t):  # a shell at 4.0 Å + 4e-4 Å/K
+        return 4.0 + 4e-4 * (t - 900.0)
+
+    mlip = {t: {"run": f"T{t:g}", "measured_K": m, "peaks": {"A-A": pk(r_of(m)), "A-B": pk(2.0, shell=t != 1000.0)}}
+            for t, m in ((900.0, 898.0), (1000.0, 999.0), (1150.0, 1139.0))}
+    ref = {"peaks": {"A-A": pk(r_of(946.0)), "A-B": pk(2.0)}}  # the 1000 K reference run averaged 946 K
+    peaks, how, w = mlip_peaks_at(mlip, 946.0, 1000.0)
+    assert how.startswith("interpolated") and "T900" in how and "T1000" in how
+    assert w == pytest.approx((946.0 - 898.0) / (999.0 - 898.0))
+    assert peaks["A-A"]["r_A"] == pytest.approx(r_of(946.0), abs=1e-12)
+    assert peaks["A-A"]["err_A"] == pytest.approx(np.hypot((1 - w) * 0.01, w * 0.01))
+    assert peaks["A-B"] is mlip[1000.0]["peaks"]["A-B"]  # one side has no shell: the set-point run's
+    at_t = peak_shifts(ref, {"peaks": peaks})["shifts"]["A-A"]["shift_A"]
+    at_setpoint = peak_shifts(ref, {"peaks": mlip[1000.0]["peaks"]})["shifts"]["A-A"]["shift_A"]
+    assert at_t == pytest.approx(0.0, abs=1e-12) and at_setpoint == pytest.approx(4e-4 * 53.0)
+    # just outside the runs: extrapolated from the two nearest; far outside: the set-point, said so
+    peaks, how, w = mlip_peaks_at(mlip, 890.0, 900.0)
+    assert how.startswith("extrapolated") and w < 0 and peaks["A-A"]["r_A"] == pytest.approx(r_of(890.0))
+    far = 898.0 * (1 - 2 * RDF_EXTRAPOLATE)
+    peaks, how, w = mlip_peaks_at(mlip, far, 900.0)
+    assert w is None and how.startswith("at the set-point") and peaks is mlip[900.0]["peaks"]
+    assert mlip_peaks_at({900.0: mlip[900.0]}, 946.0, 900.0)[2] is None  # one MLIP run: nothing to interpolate
