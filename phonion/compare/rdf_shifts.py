@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from phonion.md.rdf import RDF_EXTRAPOLATE, RDF_SHIFT_LIMIT_A, first_peaks, mlip_peaks_at  # noqa: F401
 
-__all__ = ["RDF_EXTRAPOLATE", "RDF_SHIFT_LIMIT_A", "mlip_peaks_at", "rdf_peaks_by_temperature",
-           "rdf_shifts_by_temperature"]
+__all__ = ["RDF_EXTRAPOLATE", "RDF_SHIFT_LIMIT_A", "coordination_by_temperature", "mlip_peaks_at",
+           "rdf_peaks_by_temperature", "rdf_shifts_by_temperature",
+           "coordination_warnings", "structure_comparison"]
 
 
 def tkey(temperature_K: float) -> str:
@@ -29,7 +32,11 @@ def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
         traj = load(run)
         if traj.n_frames >= 2:
             res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
-            out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"]}
+            step = max(1, int(math.ceil(traj.n_frames / max_frames)))
+            cells = np.broadcast_to(np.asarray(traj.cells, float), (traj.n_frames, 3, 3))
+            out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"],
+                                      "rdf": res, "symbols": list(traj.symbols),  # for the coordination numbers
+                                      "frames": (np.asarray(traj.positions)[::step], cells[::step])}
     return out
 
 
@@ -61,3 +68,103 @@ def rdf_shifts_by_temperature(ref: dict, mlip: dict) -> dict:
                                                  "lost_peak": worst[0] == math.inf},
             "limit_A": RDF_SHIFT_LIMIT_A,
             "passed": worst is not None and worst[0] <= RDF_SHIFT_LIMIT_A}
+
+
+def _shells(ref: dict) -> tuple[dict, str | None]:
+    """Bonded shells from the reference's RDF: g averaged over its set-point runs (one grid), else the coldest's."""
+    from phonion.md.coordination import bonded_shells
+    from phonion.md.rdf import PEAK, first_peak
+
+    runs = [ref[t] for t in sorted(ref)]
+    grids = {len(r["rdf"]["r_A"]) for r in runs}
+    base = runs[0]["rdf"]
+    if len(grids) > 1:
+        return bonded_shells(base, runs[0]["symbols"]), f"shells from the reference run {runs[0]['run']}"
+    g = {pair: np.mean([r["rdf"]["g"][pair] for r in runs], axis=0) for pair in base["g"]}
+    peaks = {}
+    for pair, gp in g.items():  # positions of the pooled g; shell = a shell in every run
+        pk = first_peak(base["r_A"], gp, PEAK["smooth_A"], PEAK["top"], PEAK["close"])
+        shell = all((r["peaks"].get(pair) or {}).get("shell") for r in runs)
+        peaks[pair] = None if pk is None else {"r_A": pk[0], "shell": shell}
+    return bonded_shells({"r_A": base["r_A"], "g": g, "peaks": peaks}, runs[0]["symbols"]), \
+        f"shells from the reference's RDF averaged over its {len(runs)} set-point runs"
+
+
+def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
+    """Coordination numbers of the reference's bonded shells (``phonion.md.coordination``) on both sides.
+
+    Compared like the RDF peaks: the MLIP's value at the reference run's measured mean temperature
+    (``phonion.md.rdf.bracket``). Also the drift (last − first quarter) of every unconstrained run on
+    both sides: a framework that transforms during a run. ``passed`` when every difference and drift
+    is within ``COORD["limit"]`` neighbours per centre atom (a drifting reference run is listed, not
+    charged to the MLIP).
+    """
+    from phonion.md.coordination import COORD, coordination_numbers
+    from phonion.md.rdf import bracket, bracket_text
+
+    limit = COORD["limit"]
+    if not ref or not mlip:
+        return {"shells": {}, "by_temperature": {}, "drifting_runs": [], "limit": limit, "passed": None}
+    shells, source = _shells(ref)
+    cn = {side: {t: coordination_numbers(*d[t]["frames"], d[t]["symbols"], shells) for t in d}
+          for side, d in (("reference", ref), ("mlip", mlip))}
+    by_t, worst, drifting = {}, None, []
+    for side, d in (("reference", ref), ("mlip", mlip)):
+        for t in sorted(d):
+            for pair, v in cn[side][t].items():
+                if abs(v["drift"]) > limit:
+                    drifting.append({"side": side, "run": d[t]["run"], "pair": pair, "drift": v["drift"],
+                                     "drift_err": v["drift_err"]})
+    for t in sorted(set(ref) & set(mlip)):
+        k1, k2, w, how = bracket({k: v["measured_K"] for k, v in mlip.items()}, ref[t]["measured_K"])
+        at = {}
+        for pair in shells:
+            if k1 is None:
+                at[pair] = (cn["mlip"][t][pair]["cn"], cn["mlip"][t][pair]["err"])
+                continue
+            a, b = cn["mlip"][k1][pair], cn["mlip"][k2][pair]
+            err = None if None in (a["err"], b["err"]) else math.hypot((1 - w) * a["err"], w * b["err"])
+            at[pair] = ((1 - w) * a["cn"] + w * b["cn"], err)
+        diff = {}
+        for pair, (value, err) in at.items():
+            r = cn["reference"][t][pair]
+            errs = [e for e in (err, r["err"]) if e is not None]
+            diff[pair] = {"value": value - r["cn"], "err": math.hypot(*errs) if errs else None}
+            if worst is None or abs(diff[pair]["value"]) > worst[0]:
+                worst = (abs(diff[pair]["value"]), tkey(t), pair)
+        by_t[tkey(t)] = {"reference": cn["reference"][t], "mlip": cn["mlip"][t],
+                         "mlip_at_reference_T": {p: {"cn": v, "err": e} for p, (v, e) in at.items()},
+                         "difference": diff, "reference_measured_K": ref[t]["measured_K"],
+                         "compared_at": how if k1 is None else bracket_text(
+                             how, ref[t]["measured_K"], f"MLIP {mlip[k1]['run']}", f"MLIP {mlip[k2]['run']}")}
+    ok = worst is not None and worst[0] <= limit and not any(d["side"] == "mlip" for d in drifting)
+    return {"shells": shells, "shells_from": source, "limit": limit, "by_temperature": by_t,
+            "max_abs_difference": None if worst is None else worst[0],
+            "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2]},
+            "drifting_runs": drifting, "passed": ok if shells else None}
+
+
+def coordination_warnings(res: dict) -> list[str]:
+    """One line per coordination number outside the limit and per drifting run (``warnings`` of numbers.json)."""
+    out = []
+    for t, v in res.get("by_temperature", {}).items():
+        for pair, d in v["difference"].items():
+            if abs(d["value"]) > res["limit"]:
+                sh = res["shells"][pair]
+                err = "" if d["err"] is None else f" ± {d['err']:.2f}"
+                more = "more" if d["value"] > 0 else "fewer"
+                out.append(f"coordination: {sh['centre']} has {abs(d['value']):.2f}{err} {more} {sh['neighbour']} neighbours "
+                           f"(within {sh['cutoff_A']:.2f} Å) in the MLIP vs the reference at {t} "
+                           f"({v['mlip_at_reference_T'][pair]['cn']:.2f} vs {v['reference'][pair]['cn']:.2f}; limit "
+                           f"± {res['limit']:g}): the MLIP's framework is not the reference's there")
+    for d in res.get("drifting_runs", []):
+        err = "" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}"
+        out.append(f"coordination: {d['side']} run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}{err} "
+                   "neighbours per centre atom from its first to its last quarter: the structure transformed "
+                   "during the run")
+    return out
+
+
+def structure_comparison(ref: dict, mlip: dict) -> tuple[dict, dict]:
+    """(``rdf_first_peak_shifts``, ``coordination``) of numbers.json from both sides' runs by set-point."""
+    return rdf_shifts_by_temperature(ref, mlip), coordination_by_temperature(ref, mlip)

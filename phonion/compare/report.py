@@ -190,6 +190,22 @@ def _invalid_box(result: dict) -> str:
             f"{rows}</table></div>")
 
 
+def _structure_box(result: dict) -> str:
+    """At the top when the MLIP runs' structure is not the reference's (RDF peaks or coordination numbers)."""
+    r, c = result.get("rdf_first_peak_shifts") or {}, result.get("coordination") or {}
+    lines = [w for w in result.get("warnings") or [] if w.startswith("coordination:") and " mlip " in f" {w} "
+             or "in the MLIP vs the reference" in w]
+    if r.get("passed") is not False and c.get("passed") is not False:
+        return ""
+    if r.get("passed") is False:
+        lines.insert(0, f"RDF first peak outside ± {r['limit_A']:g} Å: largest |shift| "
+                        + ("lost peak" if r.get("max_abs_shift_A") is None else f"{r['max_abs_shift_A']:.3f} Å")
+                        + (f" ({r['worst']['pair']}, {r['worst']['temperature']})" if r.get("worst") else ""))
+    return ("<div class=invalid><b>The MLIP runs' structure is not the reference's everywhere.</b> Numbers from "
+            "the runs named here rest on a structure the reference does not have (details: RDF and coordination "
+            "sections below).<ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul></div>")
+
+
 def _why_not(result: dict) -> str:
     from phonion.compare.checks import limit_lines
 
@@ -256,6 +272,36 @@ def _rdf_shifts(result: dict) -> str:
                + "".join(f"<li>{_e(x)}</li>" for x in skipped) + "</ul></details>" if skipped else ""))
 
 
+def _coordination(result: dict) -> str:
+    """Coordination numbers of the reference's bonded shells, both sides, at every temperature (``coordination``)."""
+    c = result.get("coordination") or {}
+    by_t, shells = c.get("by_temperature") or {}, c.get("shells") or {}
+    if not by_t or not shells:
+        return ""
+
+    def cell(v, p):
+        d, r, m = v["difference"][p], v["reference"][p], v["mlip_at_reference_T"][p]
+        ok = abs(d["value"]) <= c["limit"]
+        err = "" if d["err"] is None else f" ± {d['err']:.2f}"
+        return f"<td class={'yes' if ok else 'no'}>{r['cn']:.2f} / {m['cn']:.2f} ({d['value']:+.2f}{err})</td>"
+
+    head = "".join(f"<th>{_e(sh['centre'])} by {_e(sh['neighbour'])} (&lt; {sh['cutoff_A']:.2f} Å)</th>"
+                   for sh in shells.values())
+    rows = "".join(f"<tr><td>{_e(t)}</td>{''.join(cell(v, p) for p in shells)}</tr>" for t, v in by_t.items())
+    drift = "".join(f"<li>{_e(d['side'])} {_e(d['run'])}: {_e(d['pair'])} {d['drift']:+.2f}"
+                    + ("" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}") + "</li>"
+                    for d in c.get("drifting_runs") or [])
+    verdict = "within" if c.get("passed") else "<b>outside</b>"
+    return (f"<h2>Coordination numbers (reference / MLIP, neighbours per centre atom; limit ± {c['limit']:g})</h2>"
+            f"<p>{verdict} the limit. A first peak can stay in place while a framework comes apart: these count the "
+            "neighbours of the bonded shells the reference keeps (cutoff at the reference RDF's first minimum; "
+            f"{_e(c.get('shells_from', ''))}), the MLIP at the reference run's measured temperature as for the RDF "
+            "peaks; ± from 4 blocks.</p>"
+            f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
+            + (f"<p><b>Runs whose structure changed</b> (last − first quarter beyond ± {c['limit']:g}):</p><ul>{drift}</ul>"
+               if drift else "<p>No run's coordination changed beyond the limit from its first to its last quarter.</p>"))
+
+
 def _summary(result: dict, keys) -> str:
     r, m, d = (result["reference"]["numbers"], result["mlip"]["numbers"], result["differences"])
     head = ("<table><tr><th>quantity</th><th>reference ± σ</th><th>MLIP ± σ</th><th>difference (MLIP − ref)</th>"
@@ -269,7 +315,7 @@ def write_report(result: dict, figures: dict, path) -> Path:
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>phonion compare</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>phonion compare: {_e(ref['label'])} vs {_e(mlip['label'])}</h1>", _gate(result),
-             _invalid_box(result),
+             _invalid_box(result), _structure_box(result),
              f"<p class=note>phonion {_e(result['phonion_version'])}; output of <code>phonion compare</code>. "
              f"Velocities: {_e(result['velocities']['note'])}. Headline temperature: "
              f"{_e(', '.join(f'{s} {t:g} K' for s, t in result['headline_temperature_K'].items() if t is not None))}."
@@ -285,6 +331,7 @@ def write_report(result: dict, figures: dict, path) -> Path:
     present = [k for k in HEADLINE_KEYS if k in ref["numbers"] or k in mlip["numbers"]]
     parts.append("<h2>Summary</h2>" + _summary(result, present))
     parts.append(_rdf_shifts(result))
+    parts.append(_coordination(result))
     rest = sorted(set(ref["numbers"]) | set(mlip["numbers"]) - set(present))
     parts.append(f"<details><summary>all {len(rest) + len(present)} numbers</summary>{_summary(result, rest)}"
                  "</details>")

@@ -342,7 +342,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     Paths inside the directory that holds OUT (the runs, the model, OUT itself) are written relative to OUT.
     """
     import phonion
-    from phonion.compare.analyses import rdf_shifts_by_temperature
+    from phonion.compare.rdf_shifts import coordination_warnings, structure_comparison
     from phonion.compare.checks import load_validation
     from phonion.compare.report import make_figures, write_report
     from phonion.core.jsonutil import clean as _clean
@@ -373,7 +373,9 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     sides["mlip"]["numbers"].update(parity)
     figures = {"parity": figures} if figures else {}
     _truth(sides, invalid, validation)
-    rdf_shifts = rdf_shifts_by_temperature(*(sides[s]["info"].pop("_rdf_by_T", {}) for s in SIDES))
+    with clock.stage("RDF peaks and coordination numbers by temperature"):
+        rdf_shifts, coordination = structure_comparison(*(sides[s]["info"].pop("_rdf_by_T", {}) for s in SIDES))
+    caught += coordination_warnings(coordination)
     result = {
         "phonion_version": phonion.__version__,
         "mlip_validation": validation,
@@ -387,6 +389,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
            for s in SIDES},
         "differences": _differences(sides["reference"]["numbers"], sides["mlip"]["numbers"]),
         "rdf_first_peak_shifts": rdf_shifts,
+        "coordination": coordination,
         "warnings": list(dict.fromkeys(caught)),
     }
     with clock.stage("figures"):

@@ -231,33 +231,50 @@ RDF_EXTRAPOLATE = 0.03
 RDF_SHIFT_LIMIT_A = 0.1
 
 
+def bracket(measured: dict, t_K: float | None, what: str = "MLIP") -> tuple:
+    """Two runs to take a quantity at temperature ``t_K`` from, linear in their measured temperatures.
+
+    ``measured`` maps a run key to its measured mean T (None: unknown). Returns (k1, k2, w, how) with
+    value(t_K) = (1 − w) value[k1] + w value[k2]: the two runs that bracket ``t_K``, or, within
+    ``RDF_EXTRAPOLATE`` × t_K of the nearest, the two nearest (extrapolation); (None, None, None, why)
+    when neither applies; ``how`` is (word, T1, T2) for :func:`bracket_text`.
+    """
+    pts = sorted((v, k) for k, v in measured.items() if v is not None)
+    if t_K is None or len(pts) < 2:
+        return None, None, None, f"at the set-point (measured temperatures unknown or one {what} run)"
+    below = [q for q in pts if q[0] <= t_K]
+    above = [q for q in pts if q[0] > t_K]
+    if below and above:
+        (t1, k1), (t2, k2), how = below[-1], above[0], "interpolated"
+    else:
+        (t1, k1), (t2, k2) = (pts[-2], pts[-1]) if below else (pts[0], pts[1])
+        if abs(t_K - (t2 if below else t1)) > RDF_EXTRAPOLATE * t_K:
+            return None, None, None, (f"at the set-point (the reference's {t_K:.0f} K is outside the {what} "
+                                      f"runs' {pts[0][0]:.0f}–{pts[-1][0]:.0f} K)")
+        how = "extrapolated"
+    return k1, k2, (t_K - t1) / (t2 - t1), (how, t1, t2)
+
+
+def bracket_text(how: tuple, t_K: float, name1: str, name2: str) -> str:
+    """The sentence saying how a value at ``t_K`` was taken from two runs (``bracket``'s ``how``)."""
+    word, t1, t2 = how
+    return f"{word} to the reference's measured {t_K:.1f} K between {name1} ({t1:.1f} K) and {name2} ({t2:.1f} K)"
+
+
 def mlip_peaks_at(mlip: dict, t_K: float, setpoint) -> tuple[dict, str, float | None]:
     """MLIP first peaks at the measured temperature ``t_K`` of a reference run: linear in the MLIP runs'
-    own measured temperatures, between the two that bracket ``t_K`` (or, within ``RDF_EXTRAPOLATE``
-    × t_K of the nearest, extrapolated from the two nearest). Returns (peaks, how, weight of the
-    hotter run); a pair one of the two runs has no shell for, or no usable pair of runs, falls back
-    to the MLIP run at the same set-point (``how`` says which was done).
+    own measured temperatures (:func:`bracket`). Returns (peaks, how, weight of the hotter run); a pair
+    one of the two runs has no shell for, or no usable pair of runs, falls back to the MLIP run at the
+    same set-point (``how`` says which was done).
 
     A 0.6-ps reference run can average 5 % off its set-point (80 atoms); shell positions move by
     ~4e-4 Å/K, so comparing at the set-point would charge the thermostat's noise to the potential.
     """
     same = mlip[setpoint]["peaks"]
-    pts = sorted((v["measured_K"], t) for t, v in mlip.items() if v.get("measured_K") is not None)
-    if t_K is None or len(pts) < 2:
-        return same, "at the set-point (measured temperatures unknown or one MLIP run)", None
-    below = [p for p in pts if p[0] <= t_K]
-    above = [p for p in pts if p[0] > t_K]
-    if below and above:
-        (t1, k1), (t2, k2) = below[-1], above[0]
-        how = "interpolated"
-    else:
-        (t1, k1), (t2, k2) = (pts[-2], pts[-1]) if below else (pts[0], pts[1])
-        nearest = t2 if below else t1
-        if abs(t_K - nearest) > RDF_EXTRAPOLATE * t_K:
-            return same, (f"at the set-point (the reference's {t_K:.0f} K is outside the MLIP runs' "
-                          f"{pts[0][0]:.0f}–{pts[-1][0]:.0f} K)"), None
-        how = "extrapolated"
-    w = (t_K - t1) / (t2 - t1)
+    k1, k2, w, how = bracket({k: v.get("measured_K") for k, v in mlip.items()}, t_K)
+    if k1 is None:
+        return same, how, None
+    how = bracket_text(how, t_K, f"MLIP {mlip[k1]['run']}", f"MLIP {mlip[k2]['run']}")
     out = {}
     for pair, pk in same.items():
         a, b = mlip[k1]["peaks"].get(pair), mlip[k2]["peaks"].get(pair)
@@ -267,5 +284,4 @@ def mlip_peaks_at(mlip: dict, t_K: float, setpoint) -> tuple[dict, str, float | 
         errs = (a["err_A"], b["err_A"])
         out[pair] = {**b, "r_A": (1 - w) * a["r_A"] + w * b["r_A"],
                      "err_A": None if None in errs else math.hypot((1 - w) * errs[0], w * errs[1])}
-    return out, (f"{how} to the reference's measured {t_K:.1f} K between MLIP {mlip[k1]['run']} "
-                 f"({t1:.1f} K) and {mlip[k2]['run']} ({t2:.1f} K)"), w
+    return out, how, w

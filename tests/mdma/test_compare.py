@@ -73,6 +73,10 @@ def test_identical_inputs_give_identical_numbers_and_zero_differences(same):
     compared = [s for t in shifts["by_temperature"].values() for s in t["shifts"].values()]
     assert compared and all(s["shift_A"] == 0.0 for s in compared)
     assert shifts["max_abs_shift_A"] == 0.0 and shifts["passed"]
+    coord = r["coordination"]  # the same runs: the same counts, compared at the same measured temperature
+    assert coord["shells"] and set(coord["by_temperature"]) == {"600K", "900K"}
+    assert coord["max_abs_difference"] == 0.0 and coord["passed"] and coord["limit"] == 0.2
+    assert not any(w.startswith("coordination:") for w in r["warnings"])
 
 
 def test_numbers_json_contract(same):

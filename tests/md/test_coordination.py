@@ -1,0 +1,79 @@
+"""Coordination numbers of the bonded shells a reference keeps (phonion.md.coordination): which shells,
+exact counts of a known crystal, the drift of a run that transforms, and the compare contract."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from phonion.md.coordination import bonded_shells, coordination_numbers, first_minimum
+from phonion.md.rdf import first_peaks
+
+
+@pytest.fixture(scope="module")
+def nacl_run():
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((2, 2, 2))  # Na–Cl 2.82 Å, 6 neighbours
+    rng = np.random.default_rng(0)
+    pos = atoms.positions + rng.normal(0.0, 0.06, (80, len(atoms), 3))
+    cells = np.broadcast_to(atoms.cell.array, (80, 3, 3))
+    return atoms, pos, cells
+
+
+def test_the_bonded_shell_of_rock_salt_and_which_pairs_are_left_out(nacl_run):
+    atoms, pos, cells = nacl_run
+    sym = atoms.get_chemical_symbols()
+    rdf = first_peaks(pos, cells, sym)
+    shells = bonded_shells(rdf, sym)
+    assert list(shells) == ["Na-Cl"]  # Na–Na / Cl–Cl: same species, never a bonded shell
+    sh = shells["Na-Cl"]
+    assert 2.82 < sh["cutoff_A"] < 3.99 and sh["g_min"] < 0.1  # the first minimum, between the shells
+    assert first_minimum(rdf["r_A"], rdf["g"]["Na-Cl"], sh["peak_A"])[0] == pytest.approx(sh["cutoff_A"], abs=1e-3)
+    # not at a bonding distance (2.82 Å > 1.0 × (1.66 + 1.02) Å), or not separated from the next shell
+    assert bonded_shells(rdf, sym, {"bond_factor": 1.0}) == {}
+    assert bonded_shells(rdf, sym, {"depth": 0.0}) == {}
+
+
+def test_counts_of_a_known_crystal_and_the_drift_of_a_run_that_transforms(nacl_run):
+    atoms, pos, cells = nacl_run
+    sym = atoms.get_chemical_symbols()
+    shells = bonded_shells(first_peaks(pos, cells, sym), sym)
+    res = coordination_numbers(pos, cells, sym, shells)["Na-Cl"]
+    assert res["cn"] == 6.0 and res["err"] == 0.0 and res["drift"] == 0.0 and res["n_frames"] == 80
+    # the last quarter of the run expanded by 60 %: its first shell (4.51 Å) lies beyond the cutoff
+    grown_pos, grown_cells = pos.copy(), np.array(cells)
+    grown_pos[60:] *= 1.6
+    grown_cells[60:] *= 1.6
+    res = coordination_numbers(grown_pos, grown_cells, sym, shells)["Na-Cl"]
+    assert res["drift"] == pytest.approx(-6.0) and res["cn"] == pytest.approx(6.0 * 60 / 80)
+    # a subsample of at most max_frames frames, evenly spaced
+    assert coordination_numbers(pos, cells, sym, shells, {"max_frames": 20})["Na-Cl"]["n_frames"] == 20
+
+
+def test_compare_at_the_reference_runs_measured_temperature():
+    """The MLIP's count is taken at the reference run's measured T (linear between its runs), the
+    difference fails beyond the limit, and a drifting MLIP run fails the check on its own."""
+    from phonion.compare.rdf_shifts import coordination_by_temperature, coordination_warnings
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((2, 2, 2))
+    sym = atoms.get_chemical_symbols()
+    rng = np.random.default_rng(1)
+
+    def run(name, measured, scale_tail=1.0):
+        pos = atoms.positions + rng.normal(0.0, 0.06, (40, len(atoms), 3))
+        cells = np.array(np.broadcast_to(atoms.cell.array, (40, 3, 3)))
+        pos[30:] *= scale_tail
+        cells[30:] *= scale_tail
+        rdf = first_peaks(pos, cells, sym)
+        return {"run": name, "measured_K": measured, "peaks": rdf["peaks"], "symbols": sym, "rdf": rdf,
+                "frames": (pos, cells)}
+
+    ref = {900.0: run("r900", 900.0), 1000.0: run("r1000", 950.0)}
+    same = coordination_by_temperature(ref, {900.0: run("m900", 900.0), 1000.0: run("m1000", 1000.0)})
+    assert same["passed"] and same["max_abs_difference"] == 0.0 and same["drifting_runs"] == []
+    assert same["by_temperature"]["1000K"]["compared_at"].startswith("interpolated to the reference's measured 950.0 K")
+    assert coordination_warnings(same) == []
+    bad = coordination_by_temperature(ref, {900.0: run("m900", 900.0), 1000.0: run("m1000", 1000.0, 1.6)})
+    d = bad["by_temperature"]["1000K"]["difference"]["Na-Cl"]["value"]  # 1/4 of the run lost all 6: −1.5 at 1000 K
+    assert d == pytest.approx(0.5 * -1.5, abs=0.01) and not bad["passed"]
+    assert [r["run"] for r in bad["drifting_runs"]] == ["m1000"]
+    lines = coordination_warnings(bad)
+    assert any("fewer Cl neighbours" in x and "1000K" in x for x in lines) and any("m1000" in x for x in lines)
