@@ -85,6 +85,14 @@ def test_gate_json_keys_and_validation_runs_on_disk(single, ref):
     assert set(ratios) == {"Al-Al", "Al-Cu", "Cu-Cu"} and result["min_pair_distance_ratio"] == min(ratios.values())
     assert result["rdf_temperatures_K"] == {"reference": 600.0, "mlip": 600.0}
     assert (out / "rdf.png").stat().st_size > 0
+    # coordination numbers of the reference's bonded shells: the check's value is the largest |difference|;
+    # each validation run's drift is reported beside it
+    coord = result["coordination"]
+    assert "coordination" in result["checks"] and result["checks"]["coordination"]["limit"] == 0.2
+    changes = [abs(v) for v in coord["difference"].values()]
+    assert result["coordination_max_difference"] == (max(changes) if changes else None)
+    assert set(coord["drift"]) <= {r["run"] for r in result["validation_runs"]}
+    assert all(sh["centre"] != sh["neighbour"] for sh in coord["shells"].values())
 
 
 def test_committee_reports_uncertainty(ref, tmp_path):

@@ -33,6 +33,8 @@ def add_gate_parsers(sub, formatter) -> None:
     p.add_argument("--structure", default=None, help="start structure (default: the reference's)")
     p.add_argument("--max-force-rmse-meV-A", type=float, default=None)
     p.add_argument("--max-rdf-shift-A", type=float, default=None)
+    p.add_argument("--max-coordination-difference", type=float, default=None,
+                   help="largest MLIP − reference difference of a bonded shell's neighbour count per centre atom (default 0.2)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
@@ -64,7 +66,8 @@ def cmd_validate(args) -> int:
     from phonion.workflows.validate import ValidateConfig, validate
 
     extra = {k: v for k, v in (("max_force_rmse_meV_A", args.max_force_rmse_meV_A),
-                               ("max_rdf_shift_A", args.max_rdf_shift_A)) if v is not None}
+                               ("max_rdf_shift_A", args.max_rdf_shift_A),
+                               ("max_coordination_difference", args.max_coordination_difference)) if v is not None}
     cfg = ValidateConfig(model=args.model, reference=args.reference, output=args.output,
                          temperature_K=args.temperature_K, hot_factor=args.hot_factor, steps=args.steps,
                          equilibration_steps=args.equilibration_steps, structure=args.structure,

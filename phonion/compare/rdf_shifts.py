@@ -34,9 +34,11 @@ def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
             res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
             step = max(1, int(math.ceil(traj.n_frames / max_frames)))
             cells = np.broadcast_to(np.asarray(traj.cells, float), (traj.n_frames, 3, 3))
+            dt = None if run.frame_interval_fs is None else run.frame_interval_fs * step
             out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"],
                                       "rdf": res, "symbols": list(traj.symbols),  # for the coordination numbers
-                                      "frames": (np.asarray(traj.positions)[::step], cells[::step])}
+                                      "frames": (np.asarray(traj.positions)[::step], cells[::step]), "dt_fs": dt,
+                                      "duration_fs": None if dt is None else dt * (len(cells[::step]) - 1)}
     return out
 
 
@@ -70,78 +72,75 @@ def rdf_shifts_by_temperature(ref: dict, mlip: dict) -> dict:
             "passed": worst is not None and worst[0] <= RDF_SHIFT_LIMIT_A}
 
 
-def _shells(ref: dict) -> tuple[dict, str | None]:
-    """Bonded shells from the reference's RDF: g averaged over its set-point runs (one grid), else the coldest's."""
-    from phonion.md.coordination import bonded_shells
-    from phonion.md.rdf import PEAK, first_peak
-
-    runs = [ref[t] for t in sorted(ref)]
-    grids = {len(r["rdf"]["r_A"]) for r in runs}
-    base = runs[0]["rdf"]
-    if len(grids) > 1:
-        return bonded_shells(base, runs[0]["symbols"]), f"shells from the reference run {runs[0]['run']}"
-    g = {pair: np.mean([r["rdf"]["g"][pair] for r in runs], axis=0) for pair in base["g"]}
-    peaks = {}
-    for pair, gp in g.items():  # positions of the pooled g; shell = a shell in every run
-        pk = first_peak(base["r_A"], gp, PEAK["smooth_A"], PEAK["top"], PEAK["close"])
-        shell = all((r["peaks"].get(pair) or {}).get("shell") for r in runs)
-        peaks[pair] = None if pk is None else {"r_A": pk[0], "shell": shell}
-    return bonded_shells({"r_A": base["r_A"], "g": g, "peaks": peaks}, runs[0]["symbols"]), \
-        f"shells from the reference's RDF averaged over its {len(runs)} set-point runs"
-
-
 def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
     """Coordination numbers of the reference's bonded shells (``phonion.md.coordination``) on both sides.
 
-    Compared like the RDF peaks: the MLIP's value at the reference run's measured mean temperature
-    (``phonion.md.rdf.bracket``). Also the drift (last − first quarter) of every unconstrained run on
-    both sides: a framework that transforms during a run. ``passed`` when every difference and drift
-    is within ``COORD["limit"]`` neighbours per centre atom (a drifting reference run is listed, not
-    charged to the MLIP).
+    Compared like the RDF peaks, at the reference run's measured mean temperature
+    (``phonion.md.rdf.bracket``), and over the same stretch from the start of each run as the
+    reference run covers (``first_frames``). Also the drift (last − first quarter) of every
+    unconstrained run: a framework that transforms during a run. A drifting MLIP run fails the check
+    only where the reference's run at that set-point is at least as long and does not drift;
+    otherwise it is listed as not judged (the reference is too short to say).
     """
-    from phonion.md.coordination import COORD, coordination_numbers
+    from phonion.md.coordination import COORD, coordination_numbers, first_frames, reference_shells
     from phonion.md.rdf import bracket, bracket_text
 
     limit = COORD["limit"]
     if not ref or not mlip:
         return {"shells": {}, "by_temperature": {}, "drifting_runs": [], "limit": limit, "passed": None}
-    shells, source = _shells(ref)
-    cn = {side: {t: coordination_numbers(*d[t]["frames"], d[t]["symbols"], shells) for t in d}
-          for side, d in (("reference", ref), ("mlip", mlip))}
-    by_t, worst, drifting = {}, None, []
+    shells, source = reference_shells([ref[t] for t in sorted(ref)])
+
+    def counts(run, duration_fs=None):
+        n = first_frames(len(run["frames"][0]), run["dt_fs"], duration_fs)
+        return coordination_numbers(run["frames"][0][:n], run["frames"][1][:n], run["symbols"], shells)
+
+    full = {side: {t: counts(d[t]) for t in d} for side, d in (("reference", ref), ("mlip", mlip))}
+    drifting = []
     for side, d in (("reference", ref), ("mlip", mlip)):
         for t in sorted(d):
-            for pair, v in cn[side][t].items():
-                if abs(v["drift"]) > limit:
-                    drifting.append({"side": side, "run": d[t]["run"], "pair": pair, "drift": v["drift"],
-                                     "drift_err": v["drift_err"]})
+            for pair, v in full[side][t].items():
+                if abs(v["drift"]) <= limit:
+                    continue
+                other = ref.get(t) if side == "mlip" else None
+                judged = (other is not None and (other["duration_fs"] or 0) >= (d[t]["duration_fs"] or math.inf)
+                          and abs(full["reference"][t][pair]["drift"]) <= limit)
+                drifting.append({"side": side, "run": d[t]["run"], "pair": pair, "drift": v["drift"],
+                                 "drift_err": v["drift_err"], "judged": judged, "duration_fs": d[t]["duration_fs"],
+                                 "reference_drift": None if other is None else full["reference"][t][pair]["drift"],
+                                 "reference_duration_fs": None if other is None else other["duration_fs"]})
+    by_t, worst = {}, None
     for t in sorted(set(ref) & set(mlip)):
         k1, k2, w, how = bracket({k: v["measured_K"] for k, v in mlip.items()}, ref[t]["measured_K"])
-        at = {}
+        span = ref[t]["duration_fs"]
+        near = {k: counts(mlip[k], span) for k in {k1, k2, t} if k is not None}
+        at, diff = {}, {}
         for pair in shells:
             if k1 is None:
-                at[pair] = (cn["mlip"][t][pair]["cn"], cn["mlip"][t][pair]["err"])
-                continue
-            a, b = cn["mlip"][k1][pair], cn["mlip"][k2][pair]
-            err = None if None in (a["err"], b["err"]) else math.hypot((1 - w) * a["err"], w * b["err"])
-            at[pair] = ((1 - w) * a["cn"] + w * b["cn"], err)
-        diff = {}
-        for pair, (value, err) in at.items():
-            r = cn["reference"][t][pair]
+                value, err = near[t][pair]["cn"], near[t][pair]["err"]
+            else:
+                a, b = near[k1][pair], near[k2][pair]
+                value = (1 - w) * a["cn"] + w * b["cn"]
+                err = None if None in (a["err"], b["err"]) else math.hypot((1 - w) * a["err"], w * b["err"])
+            at[pair] = {"cn": value, "err": err}
+            r = full["reference"][t][pair]
             errs = [e for e in (err, r["err"]) if e is not None]
             diff[pair] = {"value": value - r["cn"], "err": math.hypot(*errs) if errs else None}
             if worst is None or abs(diff[pair]["value"]) > worst[0]:
                 worst = (abs(diff[pair]["value"]), tkey(t), pair)
-        by_t[tkey(t)] = {"reference": cn["reference"][t], "mlip": cn["mlip"][t],
-                         "mlip_at_reference_T": {p: {"cn": v, "err": e} for p, (v, e) in at.items()},
+        by_t[tkey(t)] = {"reference": full["reference"][t], "mlip": full["mlip"][t], "mlip_at_reference_T": at,
                          "difference": diff, "reference_measured_K": ref[t]["measured_K"],
+                         "over_fs": span,
                          "compared_at": how if k1 is None else bracket_text(
                              how, ref[t]["measured_K"], f"MLIP {mlip[k1]['run']}", f"MLIP {mlip[k2]['run']}")}
-    ok = worst is not None and worst[0] <= limit and not any(d["side"] == "mlip" for d in drifting)
+    ok = worst is not None and worst[0] <= limit and not any(d["side"] == "mlip" and d["judged"] for d in drifting)
     return {"shells": shells, "shells_from": source, "limit": limit, "by_temperature": by_t,
             "max_abs_difference": None if worst is None else worst[0],
             "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2]},
             "drifting_runs": drifting, "passed": ok if shells else None}
+
+
+def _ps(fs) -> str:
+    return "?" if fs is None else f"{fs / 1e3:.1f} ps"
 
 
 def coordination_warnings(res: dict) -> list[str]:
@@ -159,9 +158,19 @@ def coordination_warnings(res: dict) -> list[str]:
                            f"± {res['limit']:g}): the MLIP's framework is not the reference's there")
     for d in res.get("drifting_runs", []):
         err = "" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}"
+        if d["side"] == "reference":
+            verdict = "the reference's framework transforms there too"
+        elif d["judged"]:
+            verdict = f"the reference's run at that set-point does not ({d['reference_drift']:+.2f}): a failure"
+        elif d["reference_drift"] is None:
+            verdict = "not judged: no reference run at that set-point"
+        elif abs(d["reference_drift"]) > res["limit"]:
+            verdict = f"the reference's run there changes too ({d['reference_drift']:+.2f})"
+        else:
+            verdict = (f"not judged: the reference's run there covers only {_ps(d['reference_duration_fs'])} of its "
+                       f"{_ps(d['duration_fs'])} (a reference run as long would say whether the reference does the same)")
         out.append(f"coordination: {d['side']} run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}{err} "
-                   "neighbours per centre atom from its first to its last quarter: the structure transformed "
-                   "during the run")
+                   f"neighbours per centre atom from its first to its last quarter; {verdict}")
     return out
 
 

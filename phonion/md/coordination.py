@@ -25,7 +25,8 @@ import math
 
 import numpy as np
 
-__all__ = ["COORD", "bonded_shells", "coordination_numbers", "first_minimum"]
+__all__ = ["COORD", "bonded_shells", "coordination_numbers", "coordination_series", "first_frames",
+           "first_minimum", "reference_shells"]
 
 #: settings of the shells and of the comparison (module docstring)
 COORD = {"bond_factor": 1.2, "depth": 0.5, "smooth_A": 0.15, "blocks": 4, "limit": 0.2, "max_frames": 200}
@@ -69,7 +70,7 @@ def bonded_shells(rdf: dict, symbols, settings: dict | None = None) -> dict:
     return out
 
 
-def _series(positions, cells, symbols, shells: dict) -> dict:
+def coordination_series(positions, cells, symbols, shells: dict) -> dict:
     """{pair: mean neighbour count per centre atom, one value per frame}; one neighbour list a frame."""
     from ase import Atoms
     from ase.neighborlist import neighbor_list
@@ -105,7 +106,7 @@ def coordination_numbers(positions, cells, symbols, shells: dict, settings: dict
     step = max(1, int(math.ceil(len(pos) / int(p["max_frames"]))))
     pos, cells = pos[::step], cells[::step]
     out = {}
-    series = _series(pos, cells, symbols, shells) if shells else {}
+    series = coordination_series(pos, cells, symbols, shells) if shells else {}
     for pair, x in series.items():
         cn, err = _mean_err(x, int(p["blocks"]))
         q = max(1, x.size // 4)
@@ -114,3 +115,35 @@ def coordination_numbers(positions, cells, symbols, shells: dict, settings: dict
         out[pair] = {"cn": cn, "err": err, "drift": last[0] - first[0],
                      "drift_err": math.hypot(*errs) if len(errs) == 2 else None, "n_frames": int(x.size)}
     return out
+
+
+def reference_shells(runs: list) -> tuple[dict, str]:
+    """(shells, where from) of a reference: :func:`bonded_shells` of g averaged over its runs (one r grid;
+    a pair is a shell when it is one in every run), else of its first run.
+
+    ``runs``: dicts with ``"run"`` (name), ``"rdf"`` (``phonion.md.rdf.first_peaks``) and ``"symbols"``.
+    """
+    from phonion.md.rdf import PEAK, first_peak
+
+    base = runs[0]["rdf"]
+    if len({len(r["rdf"]["r_A"]) for r in runs}) > 1:
+        return bonded_shells(base, runs[0]["symbols"]), f"shells from the reference run {runs[0]['run']}"
+    g = {pair: np.mean([r["rdf"]["g"][pair] for r in runs], axis=0) for pair in base["g"]}
+    peaks = {}
+    for pair, gp in g.items():
+        pk = first_peak(base["r_A"], gp, PEAK["smooth_A"], PEAK["top"], PEAK["close"])
+        shell = all((r["rdf"]["peaks"].get(pair) or {}).get("shell") for r in runs)
+        peaks[pair] = None if pk is None else {"r_A": pk[0], "shell": shell}
+    return (bonded_shells({"r_A": base["r_A"], "g": g, "peaks": peaks}, runs[0]["symbols"]),
+            f"shells from the reference's RDF averaged over its {len(runs)} runs")
+
+
+def first_frames(n_frames: int, frame_interval_fs: float | None, duration_fs: float | None) -> int:
+    """How many frames from the start cover ``duration_fs`` (all when either is unknown).
+
+    Counts are compared over the same stretch of both runs from their start: a run that transforms
+    after the reference's run has ended is not charged for it in the comparison (its drift says so).
+    """
+    if not frame_interval_fs or duration_fs is None:
+        return n_frames
+    return int(min(n_frames, max(2, math.floor(duration_fs / frame_interval_fs + 1e-9) + 1)))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from phonion.workflows.learn_config import (DEFAULTS, ROUNDS_NAME, data_files, learn_config_from_dict,
                                   load_learn_config, member_train_dict)
+from phonion.workflows.learn_coordination import coordination_bounds
 from phonion.workflows.learn_steps import (_explore_temperatures, _frames_in, _log, _write_json, committee_spec,
                                  contact_candidates, explore, gate, gate_rows, harvest, label,
                                  train_committee, training_frames)
@@ -103,7 +104,7 @@ def run_learn(cfg: dict, progress: bool = True) -> list[dict]:
             # temperature: a rare collision the short exploration misses shows up there first
             rows = rows + gate_rows(out / f"round_{rnd - 1:03d}")
             train_min = closest_approach(train_frames)
-            picked, stats = harvest(cfg, rows, train_min)
+            picked, stats = harvest(cfg, rows, train_min, coordination_bounds(cfg, train_frames))
             contacts = contact_candidates(cfg, round_dir, train_frames, train_min, temps, rnd)
             stats["n_contact_frames"] = len(contacts)
             picked = picked + contacts

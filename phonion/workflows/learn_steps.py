@@ -127,7 +127,8 @@ def _start(cfg: dict, round_dir: Path) -> tuple[str, tuple, float]:
     return str(path), (1, 1, 1), timestep
 
 
-def harvest(cfg: dict, rows: list[dict], train_min: dict) -> tuple[list[dict], dict]:
+def harvest(cfg: dict, rows: list[dict], train_min: dict, coordination: dict | None = None
+            ) -> tuple[list[dict], dict]:
     """Frames of the exploration runs to label, and the spread distribution over all their frames.
 
     Returns
@@ -138,6 +139,7 @@ def harvest(cfg: dict, rows: list[dict], train_min: dict) -> tuple[list[dict], d
     """
     from phonion.md.io import read_trajectory
 
+    from phonion.workflows.learn_coordination import coordination_outliers
     from phonion.workflows.validate import closest_approach
 
     h = cfg["harvest"]
@@ -156,11 +158,12 @@ def harvest(cfg: dict, rows: list[dict], train_min: dict) -> tuple[list[dict], d
         u = traj.force_uncertainty_max_eV_A
         u = np.full(traj.n_frames, np.nan) if u is None else np.asarray(u, float)
         spreads.extend(u[np.isfinite(u)].tolist())
+        outliers = coordination_outliers(traj, coordination or {})
         for i in range(traj.n_frames):
             dmin = closest_approach([traj.to_atoms(i)])
             ratio = min((dmin[k] / train_min[k] for k in dmin if k in train_min), default=1.0)
             why = [w for w, bad in (("uncertainty", np.isfinite(u[i]) and u[i] > thr),
-                                    ("distance", ratio < ratio_lim)) if bad]
+                                    ("distance", ratio < ratio_lim), ("coordination", outliers[i])) if bad]
             cands.append({"run": row["run"], "path": str(path), "frame": i,
                           "temperature_K": float(row["temperature_K"]),
                           "uncertainty_eV_A": None if not np.isfinite(u[i]) else float(u[i]),
@@ -170,6 +173,7 @@ def harvest(cfg: dict, rows: list[dict], train_min: dict) -> tuple[list[dict], d
     picked = _pick(pool, int(h["max_frames"]), int(h["min_separation_frames"]))
     sp = np.asarray(spreads) * 1e3
     stats = {"n_frames_explored": len(cands), "n_flagged": len(flagged), "runs_tripped": tripped,
+             "n_coordination_outliers": sum("coordination" in c["why"] for c in cands),
              "uncertainty_threshold_meV_A": 1e3 * thr,
              **({f"spread_p{q}_meV_A": float(np.percentile(sp, q)) for q in (50, 90, 99)} if sp.size else {}),
              "spread_max_meV_A": float(sp.max()) if sp.size else None,
@@ -181,7 +185,7 @@ def _pick(pool: list[dict], n_max: int, separation: int) -> list[dict]:
     """Up to ``n_max`` frames, distance-flagged first, then by spread; shared fairly between the
     temperatures; no two within ``separation`` frames of each other in one run."""
     def score(c):
-        return ("distance" in c["why"], c["uncertainty_eV_A"] or 0.0, -c["distance_ratio"])
+        return ("distance" in c["why"] or "coordination" in c["why"], c["uncertainty_eV_A"] or 0.0, -c["distance_ratio"])
 
     by_run: dict[str, list] = {}
     for c in sorted(pool, key=score, reverse=True):

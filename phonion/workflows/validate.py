@@ -22,6 +22,11 @@ check                               passes when
                                     reference temperature vs the reference run at that temperature
 ``mean_temperature_ratio``          mean kinetic T / set-point of each validation run (the ratio
                                     furthest from 1 is reported) within ± ``max_temperature_deviation``
+``coordination``                    coordination numbers of the reference's bonded shells
+                                    (``phonion.md.coordination``: Ga–O, Se–O in LiGa(SeO3)2): the MLIP's
+                                    at the reference run's measured T, over the stretch the reference run
+                                    covers, within ``max_coordination_difference`` neighbours per centre
+                                    atom of the reference's (each run's drift is reported beside it)
 ``uncertainty_p99``                 (committee SPECs only) the 99th percentile of the per-atom
                                     committee force spread over the validation frames ≤ limit
 ==================================  ================================================================
@@ -49,6 +54,7 @@ from phonion.md.rdf import mlip_peaks_at
 
 from phonion.workflows.validate_parts import (_SPREAD_KEYS, RDF_BIN_A, RDF_MIN_PEAK, RDF_SMOOTH_A,
                                     _check, _frame_max_spread, _plot_rdf, _spearman, closest_approach,
+                                    coordination_check,
                                     load_reference, predict_with_spread, rdf_peaks, rdf_shifts,
                                     reference_files)
 
@@ -59,7 +65,7 @@ __all__ = ["DEFAULT_LIMITS", "RDF_BIN_A", "RDF_MIN_PEAK", "RDF_SMOOTH_A", "Valid
 #: default limits of the gate (every one can be changed in ValidateConfig)
 DEFAULT_LIMITS = {"max_force_rmse_meV_A": 100.0, "min_pair_distance_ratio": 0.8,
                   "max_rdf_shift_A": 0.1, "max_temperature_deviation": 0.05,
-                  "uncertainty_factor": 4.0, "max_uncertainty_p99_meV_A": None}
+                  "uncertainty_factor": 4.0, "max_uncertainty_p99_meV_A": None, "max_coordination_difference": 0.2}
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class ValidateConfig:
     max_temperature_deviation: float = DEFAULT_LIMITS["max_temperature_deviation"]
     uncertainty_factor: float = DEFAULT_LIMITS["uncertainty_factor"]
     max_uncertainty_p99_meV_A: float | None = DEFAULT_LIMITS["max_uncertainty_p99_meV_A"]
+    max_coordination_difference: float = DEFAULT_LIMITS["max_coordination_difference"]
 
     def __post_init__(self):
         def need(ok, msg):
@@ -309,6 +316,10 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
     max_shift = None if not shifts or lost else max(known)
     checks["rdf_first_peak_max_shift"] = _check(max_shift, cfg.max_rdf_shift_A,
                                                 max_shift is not None and max_shift <= cfg.max_rdf_shift_A)
+    coord = coordination_check(ref, ref_run, runs, cfg.max_coordination_difference)
+    checks["coordination"] = _check(coord["value"], cfg.max_coordination_difference,
+                                    coord["value"] is not None and coord["value"] <= cfg.max_coordination_difference
+                                    or (not coord["shells"] and "note" in coord))
     t_ratios = {r["run"]: (r["mean_temperature_K"] / r["temperature_K"]) if r["mean_temperature_K"] else None
                 for r in runs}
     finite = [v for v in t_ratios.values() if v is not None]
@@ -358,6 +369,7 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
         "rdf_temperatures_K": {"reference": rdf.get("t_ref"), "mlip": rdf.get("t_mlip")},
         "rdf_compared_at": rdf.get("compared_at"), "rdf_first_peaks_mlip_compared_A": rdf.get("mlip_compared"),
         "mean_temperature_ratio": t_worst, "mean_temperature_ratio_by_run": t_ratios,
+        "coordination_max_difference": coord["value"], "coordination": coord,
         "uncertainty_p99_meV_A": p99, "uncertainty_calibration": calib,
         "validation_runs": [{k: v for k, v in r.items() if k != "traj"} for r in runs],
         "checks": checks, "limits": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)

@@ -121,6 +121,50 @@ def rdf_shifts(ref: dict, mlip: dict) -> tuple[dict, list]:
     return shifts, [f"{k} ({why})" for k, why in res["not_compared"].items()]
 
 
+def coordination_check(ref: dict, ref_run: dict, runs: list[dict], limit: float) -> dict:
+    """Coordination numbers of the reference's bonded shells (``phonion.md.coordination``) in the gate.
+
+    The MLIP's count at the reference run's measured mean T (linear between the complete validation
+    runs, ``phonion.md.rdf.bracket``), over the same stretch from the start as the reference run
+    covers, against the reference run's: a potential whose framework differs fails even when its
+    first peaks stay in place. ``value`` = the largest |difference| (neighbours per centre atom).
+    The drift (last − first quarter) of each validation run is reported, not judged: over 1.6 ps
+    CHGNet's own LiGa(SeO3)2 loses Ga–O bonds at 1300–1430 K (−0.23 / −0.70), so a change beyond
+    the reference's run is not by itself a fault of the potential.
+    """
+    from phonion.md.coordination import coordination_numbers, first_frames, reference_shells
+    from phonion.md.rdf import bracket, bracket_text
+
+    def cn(traj, duration_fs=None):
+        n = first_frames(traj.n_frames, traj.frame_interval_fs, duration_fs)
+        return coordination_numbers(traj.positions[:n], np.asarray(traj.cells)[:n] if np.ndim(traj.cells) == 3
+                                    else traj.cells, traj.symbols, shells)
+
+    shells, source = reference_shells([{"run": r["file"], "rdf": rdf_peaks(r["traj"]), "symbols": list(r["traj"].symbols)}
+                                       for r in ref["runs"]])
+    out = {"shells": shells, "shells_from": source, "difference": {}, "drift": {}, "value": None, "compared_at": None}
+    if not shells:
+        out["note"] = "the reference has no bonded shell separated from the next (nothing to count)"
+        return out
+    mlip = {r["run"]: r for r in runs if r["traj"] is not None and r["traj"].n_frames >= 8}
+    out["drift"] = {name: {p: v["drift"] for p, v in cn(r["traj"]).items()} for name, r in mlip.items()}
+    rt = ref_run["traj"]
+    t_ref = None if rt.temperatures_K is None or not len(rt.temperatures_K) else float(np.mean(rt.temperatures_K))
+    span = None if rt.frame_interval_fs is None else rt.frame_interval_fs * (rt.n_frames - 1)
+    done = {k: r["mean_temperature_K"] for k, r in mlip.items() if r["status"] == "complete"}
+    k1, k2, w, how = bracket(done, t_ref)
+    if k1 is None and done:  # one complete run: the one nearest the reference's temperature
+        k1 = k2 = min(done, key=lambda k: abs(mlip[k]["temperature_K"] - ref_run["temperature_K"]))
+        w = 0.0
+    if k1 is not None:
+        want, a, b = cn(rt), cn(mlip[k1]["traj"], span), cn(mlip[k2]["traj"], span)
+        out["difference"] = {p: (1 - w) * a[p]["cn"] + w * b[p]["cn"] - want[p]["cn"] for p in shells}
+        out["compared_at"] = how if isinstance(how, str) else bracket_text(how, t_ref, k1, k2)
+        out["over_fs"] = span
+        out["value"] = max(abs(v) for v in out["difference"].values())
+    return out
+
+
 def _frame_max_spread(pred: dict) -> np.ndarray:
     """Largest per-atom committee force spread of every held-out frame, eV/Å (NaN-free)."""
     n = pred["n_atoms"].astype(int)

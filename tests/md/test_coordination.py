@@ -57,14 +57,14 @@ def test_compare_at_the_reference_runs_measured_temperature():
     sym = atoms.get_chemical_symbols()
     rng = np.random.default_rng(1)
 
-    def run(name, measured, scale_tail=1.0):
-        pos = atoms.positions + rng.normal(0.0, 0.06, (40, len(atoms), 3))
-        cells = np.array(np.broadcast_to(atoms.cell.array, (40, 3, 3)))
+    def run(name, measured, scale_tail=1.0, n=40):
+        pos = atoms.positions + rng.normal(0.0, 0.06, (n, len(atoms), 3))
+        cells = np.array(np.broadcast_to(atoms.cell.array, (n, 3, 3)))
         pos[30:] *= scale_tail
         cells[30:] *= scale_tail
         rdf = first_peaks(pos, cells, sym)
         return {"run": name, "measured_K": measured, "peaks": rdf["peaks"], "symbols": sym, "rdf": rdf,
-                "frames": (pos, cells)}
+                "frames": (pos, cells), "dt_fs": 10.0, "duration_fs": 10.0 * (n - 1)}
 
     ref = {900.0: run("r900", 900.0), 1000.0: run("r1000", 950.0)}
     same = coordination_by_temperature(ref, {900.0: run("m900", 900.0), 1000.0: run("m1000", 1000.0)})
@@ -77,3 +77,36 @@ def test_compare_at_the_reference_runs_measured_temperature():
     assert [r["run"] for r in bad["drifting_runs"]] == ["m1000"]
     lines = coordination_warnings(bad)
     assert any("fewer Cl neighbours" in x and "1000K" in x for x in lines) and any("m1000" in x for x in lines)
+    assert bad["drifting_runs"][0]["judged"] and "a failure" in " ".join(lines)
+    # a reference half as long: the MLIP is compared over the reference's 20 frames (before it changed)
+    # and its drift is listed but not judged: the reference is too short to say
+    short = {900.0: run("r900", 900.0, n=20), 1000.0: run("r1000", 950.0, n=20)}
+    res = coordination_by_temperature(short, {900.0: run("m900", 900.0), 1000.0: run("m1000", 1000.0, 1.6)})
+    assert res["max_abs_difference"] < 0.01 and res["by_temperature"]["1000K"]["over_fs"] == 190.0
+    assert res["passed"] and [d["judged"] for d in res["drifting_runs"]] == [False]
+    assert any("not judged" in x for x in coordination_warnings(res))
+
+
+def test_active_learning_flags_frames_a_whole_bond_outside_the_training_counts(nacl_run):
+    """harvest's coordination criterion: a frame where one Na lost a Cl is outside the training data
+    (every training frame has all 6), thermal noise inside the range is not."""
+    from types import SimpleNamespace
+
+    from phonion.md.coordination import coordination_series
+    from phonion.workflows.learn_coordination import coordination_outliers
+
+    atoms, pos, cells = nacl_run
+    sym = atoms.get_chemical_symbols()
+    shells = bonded_shells(first_peaks(pos, cells, sym), sym)
+    train = coordination_series(pos, cells, sym, shells)["Na-Cl"]
+    bounds = {"Na-Cl": {"shell": shells["Na-Cl"], "lo": float(train.min()), "hi": float(train.max()),
+                        "n_centre": sym.count("Na")}}
+    explored = pos[:6].copy()
+    cl = sym.index("Cl")
+    explored[2, cl] = atoms.positions[cl] + 5.64 / 4  # to the tetrahedral interstitial: 4 Na at 2.44 Å, not 6
+    traj = SimpleNamespace(positions=explored, cells=cells[:6], symbols=sym, n_frames=6)
+    flags = coordination_outliers(traj, bounds)
+    # two Na–Cl bonds fewer (1/16 per Na) than any training frame: that frame, not the thermal ones
+    assert flags.tolist() == [False, False, True, False, False, False]
+    assert not coordination_outliers(SimpleNamespace(positions=pos, cells=cells, symbols=sym, n_frames=80), bounds).any()
+    assert not coordination_outliers(traj, {}).any()
