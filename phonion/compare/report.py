@@ -191,19 +191,27 @@ def _invalid_box(result: dict) -> str:
 
 
 def _structure_box(result: dict) -> str:
-    """At the top when the MLIP runs' structure is not the reference's (RDF peaks or coordination numbers)."""
+    """At the top when the MLIP runs' structure is not the reference's (RDF peaks or coordination numbers,
+    red), or an MLIP run's framework changed where the reference is too short to judge it (amber)."""
     r, c = result.get("rdf_first_peak_shifts") or {}, result.get("coordination") or {}
-    lines = [w for w in result.get("warnings") or [] if w.startswith("coordination:") and " mlip " in f" {w} "
-             or "in the MLIP vs the reference" in w]
-    if r.get("passed") is not False and c.get("passed") is not False:
-        return ""
+    warn = [w for w in result.get("warnings") or [] if w.startswith("coordination:")]
+    failed = [w for w in warn if "in the MLIP vs the reference" in w or w.endswith("a failure")]
+    unjudged = [w for w in warn if w.startswith("coordination: mlip run") and w not in failed]
     if r.get("passed") is False:
-        lines.insert(0, f"RDF first peak outside ± {r['limit_A']:g} Å: largest |shift| "
-                        + ("lost peak" if r.get("max_abs_shift_A") is None else f"{r['max_abs_shift_A']:.3f} Å")
-                        + (f" ({r['worst']['pair']}, {r['worst']['temperature']})" if r.get("worst") else ""))
-    return ("<div class=invalid><b>The MLIP runs' structure is not the reference's everywhere.</b> Numbers from "
-            "the runs named here rest on a structure the reference does not have (details: RDF and coordination "
-            "sections below).<ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul></div>")
+        failed.insert(0, f"RDF first peak outside ± {r['limit_A']:g} Å: largest |shift| "
+                         + ("lost peak" if r.get("max_abs_shift_A") is None else f"{r['max_abs_shift_A']:.3f} Å")
+                         + (f" ({r['worst']['pair']}, {r['worst']['temperature']})" if r.get("worst") else ""))
+    out = ""
+    if failed or c.get("passed") is False:
+        out += ("<div class=invalid><b>The MLIP runs' structure is not the reference's everywhere.</b> Numbers from "
+                "the runs named here rest on a structure the reference does not have (details: RDF and coordination "
+                "sections below).<ul>" + "".join(f"<li>{_e(x)}</li>" for x in failed) + "</ul></div>")
+    if unjudged:
+        out += ("<div class=surrogate><b>An MLIP run's framework changed during the run, after the stretch the "
+                "reference covers.</b> Whether the reference does the same is not known: numbers from it rest on a "
+                "structure no reference run has shown.<ul>" + "".join(f"<li>{_e(x)}</li>" for x in unjudged)
+                + "</ul></div>")
+    return out
 
 
 def _why_not(result: dict) -> str:

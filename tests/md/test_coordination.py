@@ -110,3 +110,20 @@ def test_active_learning_flags_frames_a_whole_bond_outside_the_training_counts(n
     assert flags.tolist() == [False, False, True, False, False, False]
     assert not coordination_outliers(SimpleNamespace(positions=pos, cells=cells, symbols=sym, n_frames=80), bounds).any()
     assert not coordination_outliers(traj, {}).any()
+
+
+def test_the_report_opens_with_what_the_coordination_check_found():
+    """A failed comparison: red box; an MLIP run that changed beyond the reference's stretch: amber; else nothing."""
+    from phonion.compare.report import _structure_box
+
+    ok = {"rdf_first_peak_shifts": {"passed": True}, "coordination": {"passed": True}, "warnings": []}
+    assert _structure_box(ok) == ""
+    bad = {**ok, "coordination": {"passed": False},
+           "warnings": ["coordination: Ga has 0.30 ± 0.05 fewer O neighbours (within 2.97 Å) in the MLIP vs the "
+                        "reference at 1150K (5.69 vs 5.99; limit ± 0.2): the MLIP's framework is not the reference's"]}
+    assert "class=invalid" in _structure_box(bad) and "fewer O neighbours" in _structure_box(bad)
+    unjudged = {**ok, "warnings": ["coordination: mlip run T1150: Ga-O changed by -0.47 ± 0.06 neighbours per centre "
+                                   "atom from its first to its last quarter; not judged: the reference's run there "
+                                   "covers only 0.6 ps of its 1.6 ps"]}
+    box = _structure_box(unjudged)
+    assert "class=invalid" not in box and "class=surrogate" in box and "T1150" in box
