@@ -174,6 +174,14 @@ def coordination_warnings(res: dict) -> list[str]:
     return out
 
 
-def structure_comparison(ref: dict, mlip: dict) -> tuple[dict, dict]:
-    """(``rdf_first_peak_shifts``, ``coordination``) of numbers.json from both sides' runs by set-point."""
-    return rdf_shifts_by_temperature(ref, mlip), coordination_by_temperature(ref, mlip)
+def structure_comparison(sides: dict, mlip_runs: list, caught: list) -> tuple[dict, dict]:
+    """(``rdf_first_peak_shifts``, ``coordination``) of numbers.json from both sides' runs by set-point
+    (``sides[s]["info"]["_rdf_by_T"]``, removed); the coordination warnings go to ``caught`` and the MLIP
+    numbers of a run whose framework changed are marked not converged."""
+    from phonion.compare.checks import mark_structure_changed
+
+    ref, mlip = (sides[s]["info"].pop("_rdf_by_T", {}) for s in ("reference", "mlip"))
+    shifts, coordination = rdf_shifts_by_temperature(ref, mlip), coordination_by_temperature(ref, mlip)
+    caught += coordination_warnings(coordination)
+    mark_structure_changed(sides["mlip"]["numbers"], mlip_runs, coordination)
+    return shifts, coordination

@@ -338,12 +338,11 @@ def _truth(sides: dict, invalid: dict, validation) -> None:
 
 def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     """Run the comparison; write ``numbers.json``, ``report.html``, ``figures/``; return the numbers dict.
-
-    Paths inside the directory that holds OUT (the runs, the model, OUT itself) are written relative to OUT.
-    """
+    Paths inside the directory that holds OUT (the runs, the model, OUT itself) are written relative to OUT."""
     import phonion
-    from phonion.compare.rdf_shifts import coordination_warnings, structure_comparison
+    from phonion.compare.analyses import common_vdos_window_fs
     from phonion.compare.checks import load_validation
+    from phonion.compare.rdf_shifts import structure_comparison
     from phonion.compare.report import make_figures, write_report
     from phonion.core.jsonutil import clean as _clean
     from phonion.core.paths import relative_paths
@@ -358,8 +357,6 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     ctx = {"clock": clock, "caught": caught, "out": out, "velocities": _velocity_policy(runs),
            "headline": _headline(runs, caught), "calculators": _calculators(cfg, runs), "computed": {},
            "fallback": fallback, "progress": progress}
-    from phonion.compare.analyses import common_vdos_window_fs
-
     heads = [next((r for r in runs[s] if not r.fixed and r.temperature_K == ctx["headline"][s]), None) for s in SIDES]
     ctx["vdos_window_fs"] = common_vdos_window_fs(heads)
     labels = {s: _label(s, found[s]) for s in SIDES}
@@ -374,8 +371,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     figures = {"parity": figures} if figures else {}
     _truth(sides, invalid, validation)
     with clock.stage("RDF peaks and coordination numbers by temperature"):
-        rdf_shifts, coordination = structure_comparison(*(sides[s]["info"].pop("_rdf_by_T", {}) for s in SIDES))
-    caught += coordination_warnings(coordination)
+        rdf_shifts, coordination = structure_comparison(sides, runs["mlip"], caught)
     result = {
         "phonion_version": phonion.__version__,
         "mlip_validation": validation,

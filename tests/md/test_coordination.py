@@ -127,3 +127,27 @@ def test_the_report_opens_with_what_the_coordination_check_found():
                                    "covers only 0.6 ps of its 1.6 ps"]}
     box = _structure_box(unjudged)
     assert "class=invalid" not in box and "class=surrogate" in box and "T1150" in box
+
+
+def test_numbers_from_a_run_whose_framework_changed_are_not_trustworthy():
+    """compare marks every MLIP number whose source holds a drifting run's file, and only those."""
+    from types import SimpleNamespace
+
+    from phonion.compare.checks import mark_structure_changed
+
+    def num(src):
+        return {"value": 1.0, "converged": True, "note": "ok", "source": src}
+
+    numbers = {"D_1150": num("/x/T1150/traj.h5"), "E_a": num("/x/T1000/traj.h5, /x/T1150/traj.h5"),
+               "D_1000": num("/x/T1000/traj.h5")}
+    runs = [SimpleNamespace(name="T1150", files=["/x/T1150/traj.h5"]),
+            SimpleNamespace(name="T1000", files=["/x/T1000/traj.h5"])]
+    coordination = {"drifting_runs": [
+        {"side": "mlip", "run": "T1150", "pair": "Ga-O", "drift": -0.47, "judged": False},
+        {"side": "reference", "run": "T1000", "pair": "Ga-O", "drift": -0.3, "judged": False}]}
+    mark_structure_changed(numbers, runs, coordination)
+    assert not numbers["D_1150"]["converged"] and not numbers["E_a"]["converged"]
+    assert numbers["E_a"]["note"].startswith("rests on run T1150, whose Ga-O coordination changed by -0.47")
+    assert numbers["D_1000"]["converged"] and numbers["D_1000"]["note"] == "ok"  # a reference drift is the reference's
+    mark_structure_changed(numbers, runs, coordination)  # twice: one note
+    assert numbers["D_1150"]["note"].count("rests on run") == 1
