@@ -200,6 +200,18 @@ def _too_noisy(name: str, value, err) -> str:
     return ""
 
 
+def _outside_modes(value, recs) -> str:
+    """Why a contribution-weighted O_e-mode mean frequency is no frequency of those modes ("" when it is one)."""
+    ranges = [r["s"].get("oe_frequency_range_THz") for r in recs]
+    if value is None or not ranges or any(x is None for x in ranges):
+        return ""
+    lo, hi = min(x[0] for x in ranges), max(x[1] for x in ranges)
+    if lo <= value <= hi:
+        return ""
+    return (f"outside the O_e modes' own frequencies ({lo:.3g}–{hi:.3g} THz): their contributions have both signs "
+            "and cancel, so the weighted mean is no frequency of those modes")
+
+
 @dataclass(frozen=True)
 class MDMASettings:
     """How :func:`mdma_numbers` runs MDMA on one side: ``mobile`` and ``anion`` species, the ``velocities`` policy
@@ -285,7 +297,7 @@ def mdma_numbers(runs, source, out_dir, side: str, settings: MDMASettings, *, ca
         for name, (v, e, unit) in vals.items():
             end = suffix.get(name, "")
             key_t = f"mdma_{name}_{tkey(t)}{end}"
-            noisy = _too_noisy(name, v, e)
+            noisy = _too_noisy(name, v, e) or (_outside_modes(v, recs) if name == "O_e_mode_mean_frequency" else "")
             numbers[key_t] = number(v, unit, side, src, uncertainty=e, converged=not bad and not noisy,
                                     note=base + conv_note + (f"; {noisy}" if noisy else ""))
             if t == headline_K:

@@ -124,6 +124,7 @@ def _summary(seg, conv, freq, labels) -> dict:
             out[cls] = float(c[sel].sum() / total)
         sel = labels == "O_e"
         out["oe_f"] = float(freq[sel] @ c[sel] / c[sel].sum()) if sel.any() else float("nan")
+        out["oe_range"] = (float(freq[sel].min()), float(freq[sel].max())) if sel.any() else None
     return out
 
 
@@ -252,7 +253,8 @@ def run_mdma(velocities, masses, mobile, frequencies_THz, eigenvectors: Eigenvec
         harmonic_fraction_err=_err(blocks, "harmonic"), equal_time_anharmonic_fraction=full["eq_anharmonic"],
         equal_time_anharmonic_fraction_err=_err(blocks, "eq_anharmonic"), mean_frequency_THz=full["mean_f"],
         oe_mean_frequency_THz=full.get("oe_f", float("nan")), oe_mean_frequency_err=_err(blocks, "oe_f")
-        if labels is not None else float("nan"), class_fractions=class_fr, class_fractions_err=class_err,
+        if labels is not None else float("nan"), oe_frequency_range_THz=full.get("oe_range"),
+        class_fractions=class_fr, class_fractions_err=class_err,
         mode_class_labels=labels, matrix_cm2_s=matrix,
         bin_edges_THz=None if bins is None else np.asarray(bin_edges_THz, float),
         binned_matrix_cm2_s=sums[0].binned,

@@ -54,6 +54,9 @@ class MDMAResult:
     mean_frequency_THz: float
     oe_mean_frequency_THz: float = float("nan")
     oe_mean_frequency_err: float = float("nan")
+    #: (lowest, highest) frequency of the O_e modes, THz: a contribution-weighted mean outside it means
+    #: contributions of both signs cancel, and the "mean" is no frequency of those modes
+    oe_frequency_range_THz: tuple | None = None
     class_fractions: Mapping[str, float] | None = None
     class_fractions_err: Mapping[str, float] | None = None
     mode_class_labels: np.ndarray | None = None
@@ -94,6 +97,7 @@ class MDMAResult:
             "class_fractions_err": None if self.class_fractions_err is None else dict(self.class_fractions_err),
             "oe_mean_frequency_THz": self.oe_mean_frequency_THz,
             "oe_mean_frequency_THz_err": self.oe_mean_frequency_err,
+            "oe_frequency_range_THz": None if self.oe_frequency_range_THz is None else list(self.oe_frequency_range_THz),
             "mean_frequency_THz": self.mean_frequency_THz,
             "equal_time_anharmonic_fraction": self.equal_time_anharmonic_fraction,
             "equal_time_anharmonic_fraction_err": self.equal_time_anharmonic_fraction_err,
