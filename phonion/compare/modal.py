@@ -297,7 +297,8 @@ def mdma_numbers(runs, source, out_dir, side: str, settings: MDMASettings, *, ca
         for name, (v, e, unit) in vals.items():
             end = suffix.get(name, "")
             key_t = f"mdma_{name}_{tkey(t)}{end}"
-            noisy = _too_noisy(name, v, e) or (_outside_modes(v, recs) if name == "O_e_mode_mean_frequency" else "")
+            noisy = "; ".join(x for x in (_too_noisy(name, v, e), _outside_modes(v, recs)
+                                          if name == "O_e_mode_mean_frequency" else "") if x)
             numbers[key_t] = number(v, unit, side, src, uncertainty=e, converged=not bad and not noisy,
                                     note=base + conv_note + (f"; {noisy}" if noisy else ""))
             if t == headline_K:
