@@ -57,8 +57,16 @@ def collect(out: Path) -> dict:
             "passed": shifts.get("passed"),
             "by_temperature": {t: {"shifts_A": {p: [round(x["shift_A"], 4), round(x["err_A"] or 0, 4)]
                                                 for p, x in v["shifts"].items() if x["shift_A"] is not None},
-                                   "not_compared": v["not_compared"]}
+                                   "not_compared": v["not_compared"], "compared_at": v.get("compared_at"),
+                                   "setpoint_shifts_A": {p: None if x is None else round(x, 4)
+                                                         for p, x in (v.get("setpoint_shifts_A") or {}).items()}}
                                for t, v in (shifts.get("by_temperature") or {}).items()}},
+        "coordination": {k: (numbers.get("coordination") or {}).get(k)
+                         for k in ("shells", "limit", "max_abs_difference", "worst", "passed", "drifting_runs")}
+        | {"difference_by_temperature": {t: {p: [round(d["value"], 3), None if d["err"] is None else round(d["err"], 3)]
+                                             for p, d in v["difference"].items()}
+                                         for t, v in ((numbers.get("coordination") or {}).get("by_temperature")
+                                                      or {}).items()}},
     }
 
 
