@@ -35,7 +35,8 @@ Sections
                1-worker MD)
 
 How the quick profile spends its 15 minutes (measured on the 2-core development machine from a fresh
-clone, nothing else running: 14 min 34 s, and 14 min 50 s after the engine choice was added; ``scripts/results/demo_quick.json``): CHGNet reference MD
+clone, nothing else running: 14 min 34 s, 14 min 50 s after the engine choice was added, 14 min 26 s
+with the coordination checks; ``scripts/results/demo_quick.json``): CHGNet reference MD
 without its stress pass (``reference.stress: false``: 0.28 instead of 0.43 s a step per core) at 4
 temperatures × (100 equilibration = 5 thermostat times + 300 production) steps in 2 processes: 214 s,
 151 frames per temperature — 50 % more than the 0.4-ps runs before, because the RDF comparison at every
