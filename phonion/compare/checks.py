@@ -163,16 +163,16 @@ def mark_structure_changed(numbers: dict, runs: list, coordination: dict) -> Non
     not converged, the note first saying which run and shell (in place). ``runs``: the MLIP side's
     :class:`phonion.compare.runs.Run` objects; a number belongs to a run whose file is in its source."""
     for d in (coordination or {}).get("drifting_runs") or []:
-        if d["side"] != "mlip":
-            continue
-        files = [str(f) for r in runs if r.name == d["run"] for f in r.files]
+        if d["side"] != "mlip" or d.get("verdict") not in ("fails", "not judged"):
+            continue  # a drift the reference's run as long shows too is the reference's behaviour
+        files = {str(f) for r in runs if r.name == d["run"] for f in r.files}
         why = (f"rests on run {d['run']}, whose {d['pair']} coordination changed by {d['drift']:+.2f} per centre "
-               "atom during the run (" + ("the reference's does not" if d["judged"] else
+               "atom during the run (" + ("the reference's run as long does not" if d["verdict"] == "fails" else
                                           "no reference run as long shows whether the reference does the same") + ")")
         for n in numbers.values():
             src = n.get("source")
-            src = ", ".join(map(str, src)) if isinstance(src, (list, tuple)) else str(src or "")
-            if any(f in src for f in files) and why not in (n.get("note") or ""):
+            paths = set(map(str, src)) if isinstance(src, (list, tuple)) else set(str(src or "").split(", "))
+            if files & paths and why not in (n.get("note") or ""):
                 n["converged"] = False
                 n["note"] = why + (f"; {n['note']}" if n.get("note") else "")
 

@@ -23,6 +23,13 @@ def tkey(temperature_K: float) -> str:
     return f"{temperature_K:g}K"
 
 
+def _frames_loader(run, load):
+    def frames():
+        traj = load(run)
+        return np.asarray(traj.positions), np.broadcast_to(np.asarray(traj.cells, float), (traj.n_frames, 3, 3))
+    return frames
+
+
 def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
     """{set-point K: ``first_peaks`` of the first unconstrained run at that set-point} of one side."""
     out = {}
@@ -32,13 +39,13 @@ def rdf_peaks_by_temperature(runs, load, max_frames: int = 200) -> dict:
         traj = load(run)
         if traj.n_frames >= 2:
             res = first_peaks(traj.positions, traj.cells, traj.symbols, max_frames)
-            step = max(1, int(math.ceil(traj.n_frames / max_frames)))
-            cells = np.broadcast_to(np.asarray(traj.cells, float), (traj.n_frames, 3, 3))
-            dt = None if run.frame_interval_fs is None else run.frame_interval_fs * step
+            dt = run.frame_interval_fs
             out[run.temperature_K] = {"run": run.name, "measured_K": run.fit_temperature_K, "peaks": res["peaks"],
-                                      "rdf": res, "symbols": list(traj.symbols),  # for the coordination numbers
-                                      "frames": (np.asarray(traj.positions)[::step], cells[::step]), "dt_fs": dt,
-                                      "duration_fs": None if dt is None else dt * (len(cells[::step]) - 1)}
+                                      "rdf": res, "symbols": list(traj.symbols), "dt_fs": dt,
+                                      "duration_fs": None if dt is None else dt * (traj.n_frames - 1),
+                                      # the coordination numbers read the run again, at full resolution over
+                                      # the stretch they compare (keeping every run in memory would not scale)
+                                      "frames": _frames_loader(run, load)}
     return out
 
 
@@ -69,7 +76,7 @@ def rdf_shifts_by_temperature(ref: dict, mlip: dict) -> dict:
             "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2],
                                                  "lost_peak": worst[0] == math.inf},
             "limit_A": RDF_SHIFT_LIMIT_A,
-            "passed": worst is not None and worst[0] <= RDF_SHIFT_LIMIT_A}
+            "passed": None if worst is None else worst[0] <= RDF_SHIFT_LIMIT_A}
 
 
 def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
@@ -90,9 +97,10 @@ def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
         return {"shells": {}, "by_temperature": {}, "drifting_runs": [], "limit": limit, "passed": None}
     shells, source = reference_shells([ref[t] for t in sorted(ref)])
 
-    def counts(run, duration_fs=None):
-        n = first_frames(len(run["frames"][0]), run["dt_fs"], duration_fs)
-        return coordination_numbers(run["frames"][0][:n], run["frames"][1][:n], run["symbols"], shells)
+    def counts(run, duration_fs=None):  # ``frames``: (positions, cells), or a function returning them
+        pos, cells = run["frames"]() if callable(run["frames"]) else run["frames"]
+        n = first_frames(len(pos), run["dt_fs"], duration_fs)
+        return coordination_numbers(pos[:n], cells[:n], run["symbols"], shells)
 
     full = {side: {t: counts(d[t]) for t in d} for side, d in (("reference", ref), ("mlip", mlip))}
     drifting = []
@@ -102,10 +110,13 @@ def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
                 if abs(v["drift"]) <= limit:
                     continue
                 other = ref.get(t) if side == "mlip" else None
-                judged = (other is not None and (other["duration_fs"] or 0) >= (d[t]["duration_fs"] or math.inf)
-                          and abs(full["reference"][t][pair]["drift"]) <= limit)
+                as_long = other is not None and (other["duration_fs"] or 0) >= (d[t]["duration_fs"] or math.inf)
+                ref_drifts = other is not None and abs(full["reference"][t][pair]["drift"]) > limit
+                verdict = ("reference" if side == "reference" else "as the reference" if as_long and ref_drifts
+                           else "fails" if as_long else "not judged")
                 drifting.append({"side": side, "run": d[t]["run"], "pair": pair, "drift": v["drift"],
-                                 "drift_err": v["drift_err"], "judged": judged, "duration_fs": d[t]["duration_fs"],
+                                 "drift_err": v["drift_err"], "judged": verdict in ("fails", "as the reference"),
+                                 "verdict": verdict, "duration_fs": d[t]["duration_fs"],
                                  "reference_drift": None if other is None else full["reference"][t][pair]["drift"],
                                  "reference_duration_fs": None if other is None else other["duration_fs"]})
     by_t, worst = {}, None
@@ -132,7 +143,7 @@ def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
                          "over_fs": span,
                          "compared_at": how if k1 is None else bracket_text(
                              how, ref[t]["measured_K"], f"MLIP {mlip[k1]['run']}", f"MLIP {mlip[k2]['run']}")}
-    ok = worst is not None and worst[0] <= limit and not any(d["side"] == "mlip" and d["judged"] for d in drifting)
+    ok = None if worst is None else worst[0] <= limit and not any(d["verdict"] == "fails" for d in drifting)
     return {"shells": shells, "shells_from": source, "limit": limit, "by_temperature": by_t,
             "max_abs_difference": None if worst is None else worst[0],
             "worst": None if worst is None else {"temperature": worst[1], "pair": worst[2]},
@@ -158,17 +169,18 @@ def coordination_warnings(res: dict) -> list[str]:
                            f"± {res['limit']:g}): the MLIP's framework is not the reference's there")
     for d in res.get("drifting_runs", []):
         err = "" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}"
-        if d["side"] == "reference":
-            verdict = "the reference's framework transforms there too"
-        elif d["judged"]:
-            verdict = f"the reference's run at that set-point does not ({d['reference_drift']:+.2f}): a failure"
+        if d["verdict"] == "reference":
+            verdict = "the reference's own framework changes there"
+        elif d["verdict"] == "fails":
+            verdict = f"the reference's run at that set-point, as long, does not ({d['reference_drift']:+.2f}): a failure"
+        elif d["verdict"] == "as the reference":
+            verdict = f"as the reference's run there, as long, does ({d['reference_drift']:+.2f})"
         elif d["reference_drift"] is None:
             verdict = "not judged: no reference run at that set-point"
-        elif abs(d["reference_drift"]) > res["limit"]:
-            verdict = f"the reference's run there changes too ({d['reference_drift']:+.2f})"
         else:
             verdict = (f"not judged: the reference's run there covers only {_ps(d['reference_duration_fs'])} of its "
-                       f"{_ps(d['duration_fs'])} (a reference run as long would say whether the reference does the same)")
+                       f"{_ps(d['duration_fs'])} ({d['reference_drift']:+.2f} in it; a reference run as long would say "
+                       "whether the reference does the same)")
         out.append(f"coordination: {d['side']} run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}{err} "
                    f"neighbours per centre atom from its first to its last quarter; {verdict}")
     return out

@@ -195,8 +195,8 @@ def _structure_box(result: dict) -> str:
     red), or an MLIP run's framework changed where the reference is too short to judge it (amber)."""
     r, c = result.get("rdf_first_peak_shifts") or {}, result.get("coordination") or {}
     warn = [w for w in result.get("warnings") or [] if w.startswith("coordination:")]
-    failed = [w for w in warn if "in the MLIP vs the reference" in w or w.endswith("a failure")]
-    unjudged = [w for w in warn if w.startswith("coordination: mlip run") and w not in failed]
+    failed = [w for w in warn if "in the MLIP vs the reference" in w or "a failure" in w]
+    unjudged = [w for w in warn if w.startswith("coordination: mlip run") and "not judged" in w]
     if r.get("passed") is False:
         failed.insert(0, f"RDF first peak outside ± {r['limit_A']:g} Å: largest |shift| "
                          + ("lost peak" if r.get("max_abs_shift_A") is None else f"{r['max_abs_shift_A']:.3f} Å")
@@ -207,9 +207,9 @@ def _structure_box(result: dict) -> str:
                 "the runs named here rest on a structure the reference does not have (details: RDF and coordination "
                 "sections below).<ul>" + "".join(f"<li>{_e(x)}</li>" for x in failed) + "</ul></div>")
     if unjudged:
-        out += ("<div class=surrogate><b>An MLIP run's framework changed during the run, after the stretch the "
-                "reference covers.</b> Whether the reference does the same is not known: numbers from it rest on a "
-                "structure no reference run has shown.<ul>" + "".join(f"<li>{_e(x)}</li>" for x in unjudged)
+        out += ("<div class=surrogate><b>An MLIP run's framework changed during the run, and no reference run as "
+                "long says whether the reference does the same.</b> Numbers from it rest on a structure no reference "
+                "run has shown (marked not converged).<ul>" + "".join(f"<li>{_e(x)}</li>" for x in unjudged)
                 + "</ul></div>")
     return out
 
@@ -267,7 +267,7 @@ def _rdf_shifts(result: dict) -> str:
     verdict = ("—" if r.get("max_abs_shift_A") is None
                else f"largest |shift| {r['max_abs_shift_A']:.3f} Å ({r['worst']['pair']}, {r['worst']['temperature']})")
     return (f"<h2>RDF first peaks at every temperature (MLIP − reference, Å; limit ± {r['limit_A']:g})</h2>"
-            f"<p>{_e(verdict)}: {'within' if r.get('passed') else '<b>outside</b>'} the limit. Position: centroid of "
+            f"<p>{_e(verdict)}: {_verdict_word(r.get('passed'))} the limit. Position: centroid of "
             "the first shell above half its maximum (the shell closes at its first minimum below half "
             "the maximum; RDF to 8 Å where the cell allows); ± from 4 blocks of frames. A pair is compared where the reference has a "
             "coordination shell whose position it resolves to 0.05 Å. Compared at the same temperature: the "
@@ -278,6 +278,10 @@ def _rdf_shifts(result: dict) -> str:
             + f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
             + (f"<details><summary>not compared ({len(skipped)})</summary><ul>"
                + "".join(f"<li>{_e(x)}</li>" for x in skipped) + "</ul></details>" if skipped else ""))
+
+
+def _verdict_word(passed) -> str:
+    return {True: "within", False: "<b>outside</b>"}.get(passed, "nothing compared against")
 
 
 def _coordination(result: dict) -> str:
@@ -299,7 +303,7 @@ def _coordination(result: dict) -> str:
     drift = "".join(f"<li>{_e(d['side'])} {_e(d['run'])}: {_e(d['pair'])} {d['drift']:+.2f}"
                     + ("" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}") + "</li>"
                     for d in c.get("drifting_runs") or [])
-    verdict = "within" if c.get("passed") else "<b>outside</b>"
+    verdict = _verdict_word(c.get("passed"))
     return (f"<h2>Coordination numbers (reference / MLIP, neighbours per centre atom; limit ± {c['limit']:g})</h2>"
             f"<p>{verdict} the limit. A first peak can stay in place while a framework comes apart: these count the "
             "neighbours of the bonded shells the reference keeps (cutoff at the reference RDF's first minimum; "

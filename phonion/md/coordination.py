@@ -84,7 +84,8 @@ def coordination_series(positions, cells, symbols, shells: dict) -> dict:
         atoms.positions, atoms.cell = pos, cell
         i, j, d = neighbor_list("ijd", atoms, cutoff)
         for pair, (centre, neighbour, rc) in masks.items():
-            out[pair][f] = np.count_nonzero(centre[i] & neighbour[j] & (d < rc)) / np.count_nonzero(centre)
+            n = np.count_nonzero(centre)
+            out[pair][f] = np.count_nonzero(centre[i] & neighbour[j] & (d < rc)) / n if n else np.nan
     return out
 
 
@@ -135,7 +136,7 @@ def reference_shells(runs: list) -> tuple[dict, str]:
         shell = all((r["rdf"]["peaks"].get(pair) or {}).get("shell") for r in runs)
         peaks[pair] = None if pk is None else {"r_A": pk[0], "shell": shell}
     return (bonded_shells({"r_A": base["r_A"], "g": g, "peaks": peaks}, runs[0]["symbols"]),
-            f"shells from the reference's RDF averaged over its {len(runs)} runs")
+            "shells from the reference's RDF" + (f" averaged over its {len(runs)} runs" if len(runs) > 1 else ""))
 
 
 def first_frames(n_frames: int, frame_interval_fs: float | None, duration_fs: float | None) -> int:

@@ -252,7 +252,7 @@ def bracket(measured: dict, t_K: float | None, what: str = "MLIP") -> tuple:
             return None, None, None, (f"at the set-point (the reference's {t_K:.0f} K is outside the {what} "
                                       f"runs' {pts[0][0]:.0f}–{pts[-1][0]:.0f} K)")
         how = "extrapolated"
-    return k1, k2, (t_K - t1) / (t2 - t1), (how, t1, t2)
+    return k1, k2, 0.5 if t2 == t1 else (t_K - t1) / (t2 - t1), (how, t1, t2)  # two runs at one T: their mean
 
 
 def bracket_text(how: tuple, t_K: float, name1: str, name2: str) -> str:
@@ -263,9 +263,9 @@ def bracket_text(how: tuple, t_K: float, name1: str, name2: str) -> str:
 
 def mlip_peaks_at(mlip: dict, t_K: float, setpoint) -> tuple[dict, str, float | None]:
     """MLIP first peaks at the measured temperature ``t_K`` of a reference run: linear in the MLIP runs'
-    own measured temperatures (:func:`bracket`). Returns (peaks, how, weight of the hotter run); a pair
-    one of the two runs has no shell for, or no usable pair of runs, falls back to the MLIP run at the
-    same set-point (``how`` says which was done).
+    own measured temperatures (:func:`bracket`). Returns (peaks, how, weight of the hotter run). With
+    no usable pair of runs everything is the MLIP run at the same set-point (``how`` says so); a pair
+    one of the two runs has no shell for keeps the set-point run's position.
 
     A 0.6-ps reference run can average 5 % off its set-point (80 atoms); shell positions move by
     ~4e-4 Å/K, so comparing at the set-point would charge the thermostat's noise to the potential.

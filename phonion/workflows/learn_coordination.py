@@ -14,7 +14,7 @@ __all__ = ["coordination_bounds", "coordination_outliers"]
 
 def coordination_bounds(cfg: dict, frames: list) -> dict:
     """Bonded shells of the reference data (``phonion.md.coordination``) and the range of their per-frame
-    neighbour counts over the training frames: ``{pair: {"shell", "lo", "hi", "n_centre"}}``.
+    neighbour counts over the training frames: ``{pair: {"shell", "lo", "hi"}}``.
 
     A frame whose count leaves that range by a whole bond lies outside the training distribution as
     surely as a pair closer than the data ever had it (a GaO6 octahedron that lost an O).
@@ -36,9 +36,7 @@ def coordination_bounds(cfg: dict, frames: list) -> dict:
         for pair, x in coordination_series([atoms.positions], [atoms.cell.array], atoms.get_chemical_symbols(),
                                            shells).items():
             values[pair].append(float(x[0]))
-    sym = runs[0]["symbols"] if runs else []
-    return {p: {"shell": shells[p], "lo": min(v), "hi": max(v), "n_centre": sym.count(shells[p]["centre"])}
-            for p, v in values.items() if v}
+    return {p: {"shell": shells[p], "lo": min(v), "hi": max(v)} for p, v in values.items() if v}
 
 
 def coordination_outliers(traj, bounds: dict) -> np.ndarray:
@@ -50,8 +48,9 @@ def coordination_outliers(traj, bounds: dict) -> np.ndarray:
         return bad
     cells = np.broadcast_to(np.asarray(traj.cells, float), (traj.n_frames, 3, 3))
     series = coordination_series(traj.positions, cells, traj.symbols, {p: b["shell"] for p, b in bounds.items()})
+    sym = list(traj.symbols)
     for pair, x in series.items():
         b = bounds[pair]
-        step = 1.0 / max(1, b["n_centre"])
+        step = 1.0 / max(1, sym.count(b["shell"]["centre"]))  # one bond of this cell (a supercell has more centres)
         bad |= (x < b["lo"] - step + 1e-9) | (x > b["hi"] + step - 1e-9)
     return bad

@@ -182,7 +182,7 @@ def harvest(cfg: dict, rows: list[dict], train_min: dict, coordination: dict | N
 
 
 def _pick(pool: list[dict], n_max: int, separation: int) -> list[dict]:
-    """Up to ``n_max`` frames, distance-flagged first, then by spread; shared fairly between the
+    """Up to ``n_max`` frames, distance- or coordination-flagged first, then by spread; shared fairly between the
     temperatures; no two within ``separation`` frames of each other in one run."""
     def score(c):
         return ("distance" in c["why"] or "coordination" in c["why"], c["uncertainty_eV_A"] or 0.0, -c["distance_ratio"])

@@ -316,7 +316,7 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
     max_shift = None if not shifts or lost else max(known)
     checks["rdf_first_peak_max_shift"] = _check(max_shift, cfg.max_rdf_shift_A,
                                                 max_shift is not None and max_shift <= cfg.max_rdf_shift_A)
-    coord = coordination_check(ref, ref_run, runs, cfg.max_coordination_difference)
+    coord = coordination_check(ref, ref_run, runs, t_rdf)
     checks["coordination"] = _check(coord["value"], cfg.max_coordination_difference,
                                     coord["value"] is not None and coord["value"] <= cfg.max_coordination_difference
                                     or (not coord["shells"] and "note" in coord))

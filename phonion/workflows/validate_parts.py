@@ -121,7 +121,7 @@ def rdf_shifts(ref: dict, mlip: dict) -> tuple[dict, list]:
     return shifts, [f"{k} ({why})" for k, why in res["not_compared"].items()]
 
 
-def coordination_check(ref: dict, ref_run: dict, runs: list[dict], limit: float) -> dict:
+def coordination_check(ref: dict, ref_run: dict, runs: list[dict], t_rdf: float) -> dict:
     """Coordination numbers of the reference's bonded shells (``phonion.md.coordination``) in the gate.
 
     The MLIP's count at the reference run's measured mean T (linear between the complete validation
@@ -153,9 +153,9 @@ def coordination_check(ref: dict, ref_run: dict, runs: list[dict], limit: float)
     span = None if rt.frame_interval_fs is None else rt.frame_interval_fs * (rt.n_frames - 1)
     done = {k: r["mean_temperature_K"] for k, r in mlip.items() if r["status"] == "complete"}
     k1, k2, w, how = bracket(done, t_ref)
-    if k1 is None and done:  # one complete run: the one nearest the reference's temperature
-        k1 = k2 = min(done, key=lambda k: abs(mlip[k]["temperature_K"] - ref_run["temperature_K"]))
-        w = 0.0
+    if k1 is None and done:  # the complete run at the RDF set-point (or nearest it), said so
+        k1 = k2 = min(done, key=lambda k: abs(mlip[k]["temperature_K"] - t_rdf))
+        w, how = 0.0, f"{how}: MLIP run {k1} at {mlip[k1]['temperature_K']:g} K alone"
     if k1 is not None:
         want, a, b = cn(rt), cn(mlip[k1]["traj"], span), cn(mlip[k2]["traj"], span)
         out["difference"] = {p: (1 - w) * a[p]["cn"] + w * b[p]["cn"] - want[p]["cn"] for p in shells}

@@ -85,6 +85,14 @@ def test_compare_at_the_reference_runs_measured_temperature():
     assert res["max_abs_difference"] < 0.01 and res["by_temperature"]["1000K"]["over_fs"] == 190.0
     assert res["passed"] and [d["judged"] for d in res["drifting_runs"]] == [False]
     assert any("not judged" in x for x in coordination_warnings(res))
+    # a reference as long that changes the same way: the MLIP does what the reference does, no failure
+    same_change = {900.0: run("r900", 900.0), 1000.0: run("r1000", 1000.0, 1.6)}
+    res = coordination_by_temperature(same_change, {900.0: run("m900", 900.0), 1000.0: run("m1000", 1000.0, 1.6)})
+    mlip_drift = [d for d in res["drifting_runs"] if d["side"] == "mlip"]
+    assert [d["verdict"] for d in mlip_drift] == ["as the reference"] and res["passed"]
+    # nothing to compare (no common set-point): no verdict rather than a failure
+    apart = coordination_by_temperature({900.0: run("r900", 900.0)}, {1200.0: run("m1200", 1200.0)})
+    assert apart["passed"] is None and apart["by_temperature"] == {}
 
 
 def test_active_learning_flags_frames_a_whole_bond_outside_the_training_counts(nacl_run):
@@ -99,8 +107,7 @@ def test_active_learning_flags_frames_a_whole_bond_outside_the_training_counts(n
     sym = atoms.get_chemical_symbols()
     shells = bonded_shells(first_peaks(pos, cells, sym), sym)
     train = coordination_series(pos, cells, sym, shells)["Na-Cl"]
-    bounds = {"Na-Cl": {"shell": shells["Na-Cl"], "lo": float(train.min()), "hi": float(train.max()),
-                        "n_centre": sym.count("Na")}}
+    bounds = {"Na-Cl": {"shell": shells["Na-Cl"], "lo": float(train.min()), "hi": float(train.max())}}
     explored = pos[:6].copy()
     cl = sym.index("Cl")
     explored[2, cl] = atoms.positions[cl] + 5.64 / 4  # to the tetrahedral interstitial: 4 Na at 2.44 Å, not 6
@@ -143,11 +150,13 @@ def test_numbers_from_a_run_whose_framework_changed_are_not_trustworthy():
     runs = [SimpleNamespace(name="T1150", files=["/x/T1150/traj.h5"]),
             SimpleNamespace(name="T1000", files=["/x/T1000/traj.h5"])]
     coordination = {"drifting_runs": [
-        {"side": "mlip", "run": "T1150", "pair": "Ga-O", "drift": -0.47, "judged": False},
-        {"side": "reference", "run": "T1000", "pair": "Ga-O", "drift": -0.3, "judged": False}]}
+        {"side": "mlip", "run": "T1150", "pair": "Ga-O", "drift": -0.47, "judged": False, "verdict": "not judged"},
+        {"side": "mlip", "run": "T1000", "pair": "Ga-O", "drift": -0.3, "judged": True, "verdict": "as the reference"},
+        {"side": "reference", "run": "T1000", "pair": "Ga-O", "drift": -0.3, "judged": False, "verdict": "reference"}]}
     mark_structure_changed(numbers, runs, coordination)
     assert not numbers["D_1150"]["converged"] and not numbers["E_a"]["converged"]
     assert numbers["E_a"]["note"].startswith("rests on run T1150, whose Ga-O coordination changed by -0.47")
-    assert numbers["D_1000"]["converged"] and numbers["D_1000"]["note"] == "ok"  # a reference drift is the reference's
+    # a drift the reference's run as long shows too, and the reference's own, are the reference's behaviour
+    assert numbers["D_1000"]["converged"] and numbers["D_1000"]["note"] == "ok"
     mark_structure_changed(numbers, runs, coordination)  # twice: one note
     assert numbers["D_1150"]["note"].count("rests on run") == 1
