@@ -281,6 +281,26 @@ def _nearest_ref_run(ref: dict, t: float):
     return min(runs, key=lambda r: abs(r["temperature_K"] - t)) if runs else ref["runs"][-1]
 
 
+def _rdf_at_reference_t(runs: list[dict], rdf_run: dict, ref_run: dict) -> tuple[dict, list, dict]:
+    """(shifts, pairs not compared, RDF data for the figure and JSON) of the validation run(s) vs the reference run:
+    the MLIP's peaks at the reference run's measured mean T, from the complete validation runs
+    (``phonion.md.rdf.mlip_peaks_at``); the set-point run alone otherwise."""
+    if rdf_run["traj"] is None or rdf_run["traj"].n_frames < 2:
+        return {}, [], {"reference": None, "mlip": None}
+    a, b = rdf_peaks(ref_run["traj"]), rdf_peaks(rdf_run["traj"])
+    rdf = {"reference": a, "mlip": b, "t_ref": ref_run["temperature_K"], "t_mlip": rdf_run["temperature_K"]}
+    by_t = {r["temperature_K"]: {"run": r["run"], "measured_K": r["mean_temperature_K"],
+                                 "peaks": b["peaks"] if r is rdf_run else rdf_peaks(r["traj"])["peaks"]}
+            for r in runs if r is rdf_run or (r["status"] == "complete" and r["traj"] is not None
+                                              and r["traj"].n_frames >= 2)}
+    t_ref = ref_run["traj"].temperatures_K
+    t_ref = None if t_ref is None or not len(t_ref) else float(np.mean(t_ref))
+    peaks, rdf["compared_at"], _ = mlip_peaks_at(by_t, t_ref, rdf_run["temperature_K"])
+    rdf["mlip_compared"] = {k: None if v is None else round(v["r_A"], 3) for k, v in peaks.items()}
+    shifts, skipped = rdf_shifts(a, {**b, "peaks": peaks})
+    return shifts, skipped, rdf
+
+
 def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee, error_metrics) -> dict:
     """All checks and the JSON object of the command contract."""
     checks = {}
@@ -296,30 +316,15 @@ def _verdict(cfg, metrics, pred, runs, ref, ref_min, floors, t_rdf, is_committee
                                                worst is not None and worst >= cfg.min_pair_distance_ratio)
     rdf_run = next((r for r in runs if abs(r["temperature_K"] - t_rdf) < 1e-6), runs[0])
     ref_run = _nearest_ref_run(ref, t_rdf)
-    shifts, skipped, rdf = {}, [], {"reference": None, "mlip": None}
-    if rdf_run["traj"] is not None and rdf_run["traj"].n_frames >= 2:
-        a, b = rdf_peaks(ref_run["traj"]), rdf_peaks(rdf_run["traj"])
-        rdf = {"reference": a, "mlip": b, "t_ref": ref_run["temperature_K"], "t_mlip": rdf_run["temperature_K"]}
-        # at the same temperature: the MLIP's peaks at the reference run's measured mean T, from the
-        # complete validation runs (phonion.md.rdf.mlip_peaks_at); the set-point run alone otherwise
-        by_t = {r["temperature_K"]: {"run": r["run"], "measured_K": r["mean_temperature_K"],
-                                     "peaks": b["peaks"] if r is rdf_run else rdf_peaks(r["traj"])["peaks"]}
-                for r in runs if r is rdf_run or (r["status"] == "complete" and r["traj"] is not None
-                                                  and r["traj"].n_frames >= 2)}
-        t_ref = ref_run["traj"].temperatures_K
-        t_ref = None if t_ref is None or not len(t_ref) else float(np.mean(t_ref))
-        peaks, rdf["compared_at"], _ = mlip_peaks_at(by_t, t_ref, rdf_run["temperature_K"])
-        rdf["mlip_compared"] = {k: None if v is None else round(v["r_A"], 3) for k, v in peaks.items()}
-        shifts, skipped = rdf_shifts(a, {**b, "peaks": peaks})
+    shifts, skipped, rdf = _rdf_at_reference_t(runs, rdf_run, ref_run)
     known = [v for v in shifts.values() if v is not None]
     lost = [k for k, v in shifts.items() if v is None]
     max_shift = None if not shifts or lost else max(known)
     checks["rdf_first_peak_max_shift"] = _check(max_shift, cfg.max_rdf_shift_A,
                                                 max_shift is not None and max_shift <= cfg.max_rdf_shift_A)
-    coord = coordination_check(ref, ref_run, runs, t_rdf)
-    checks["coordination"] = _check(coord["value"], cfg.max_coordination_difference,
-                                    coord["value"] is not None and coord["value"] <= cfg.max_coordination_difference
-                                    or (not coord["shells"] and "note" in coord))
+    coord, lim = coordination_check(ref, ref_run, runs, t_rdf), cfg.max_coordination_difference
+    checks["coordination"] = _check(coord["value"], lim,  # no bonded shell: nothing to count, nothing fails
+                                    not coord["shells"] or (coord["value"] is not None and coord["value"] <= lim))
     t_ratios = {r["run"]: (r["mean_temperature_K"] / r["temperature_K"]) if r["mean_temperature_K"] else None
                 for r in runs}
     finite = [v for v in t_ratios.values() if v is not None]
