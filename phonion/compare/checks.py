@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phonion.compare.analyses import LIMITS, number
+from phonion.md.coordination import COORD
 
 __all__ = ["apply_limits", "reference_rdf_bounds", "limit_lines", "load_validation", "failed_checks",
            "mark_untrustworthy", "note_missing", "VALIDATION_FILE"]
@@ -40,7 +41,9 @@ def limit_lines() -> list[str]:
             "pair, and not inside the reference's closest approach of that pair",
             f"parity force RMSE ≤ {LIMITS['parity_force_rmse_max_meV_A']:g} meV/Å (above: not OK)",
             "every MLIP number: the MLIP passed `phonion validate` (when a validation is given)",
-            "no number uses a run whose run.json is not complete (invalid, failed, interrupted, running)"]
+            "no number uses a run whose run.json is not complete (invalid, failed, interrupted, running)",
+            "no MLIP number rests on a run whose bonded-shell coordination changed by more than "
+            f"{COORD['limit']:g} per centre atom during the run, unless the reference's run as long changes the same way"]
 
 
 def _transport(key: str) -> bool:

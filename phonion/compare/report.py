@@ -301,14 +301,15 @@ def _coordination(result: dict) -> str:
                    for sh in shells.values())
     rows = "".join(f"<tr><td>{_e(t)}</td>{''.join(cell(v, p) for p in shells)}</tr>" for t, v in by_t.items())
     drift = "".join(f"<li>{_e(d['side'])} {_e(d['run'])}: {_e(d['pair'])} {d['drift']:+.2f}"
-                    + ("" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}") + "</li>"
+                    + ("" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}")
+                    + ("" if d.get("verdict") in (None, "reference") else f" ({_e(d['verdict'])})") + "</li>"
                     for d in c.get("drifting_runs") or [])
     verdict = _verdict_word(c.get("passed"))
     return (f"<h2>Coordination numbers (reference / MLIP, neighbours per centre atom; limit ± {c['limit']:g})</h2>"
             f"<p>{verdict} the limit. A first peak can stay in place while a framework comes apart: these count the "
             "neighbours of the bonded shells the reference keeps (cutoff at the reference RDF's first minimum; "
             f"{_e(c.get('shells_from', ''))}), the MLIP at the reference run's measured temperature as for the RDF "
-            "peaks; ± from 4 blocks.</p>"
+            "peaks and over the same stretch from the start as the reference run covers; ± from 4 blocks.</p>"
             f"<table><tr><th>set-point</th>{head}</tr>{rows}</table>"
             + (f"<p><b>Runs whose structure changed</b> (last − first quarter beyond ± {c['limit']:g}):</p><ul>{drift}</ul>"
                if drift else "<p>No run's coordination changed beyond the limit from its first to its last quarter.</p>"))
