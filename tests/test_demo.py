@@ -358,3 +358,25 @@ def test_chain_refuses_long_mlip_md_after_a_failed_gate(tmp_path):
     (tmp_path / "learn" / "validation.json").unlink()  # no verdict at all: refused too
     with pytest.raises(RuntimeError, match="no verdict"):
         stage_mlip_md(ctx, None)
+
+
+def test_closing_text_says_how_the_mlip_structure_compares():
+    """The demo's closing text: RDF and coordination verdicts, and an MLIP run whose framework changed."""
+    from phonion.chain.demo import structure_lines
+
+    numbers = {"rdf_first_peak_shifts": {"max_abs_shift_A": 0.086, "worst": {"pair": "Se-Se", "temperature": "1000K"},
+                                         "passed": True, "limit_A": 0.1},
+               "coordination": {"shells": {"Ga-O": {}, "Se-O": {}}, "max_abs_difference": 0.09, "limit": 0.2,
+                                "worst": {"pair": "Ga-O", "temperature": "1300K"}, "passed": True,
+                                "drifting_runs": [{"side": "mlip", "run": "T1150", "pair": "Ga-O", "drift": -0.47,
+                                                   "verdict": "not judged"},
+                                                  {"side": "reference", "run": "1300K", "pair": "Ga-O", "drift": -0.3,
+                                                   "verdict": "reference"}]}}
+    text = "\n".join(structure_lines(numbers))
+    assert "largest |shift| 0.086 Å (Se-Se, 1000K), within ±0.1 Å" in text
+    assert "coordination (Ga-O, Se-O): largest |MLIP − reference| 0.09 per centre atom (Ga-O, 1300K), within ±0.2" in text
+    assert "MLIP run T1150: Ga-O coordination changed by -0.47 during the run (not judged" in text
+    assert "1300K" not in text.split("within ±0.2")[1]  # the reference's own drift is not the MLIP's
+    assert structure_lines({}) == []
+    numbers["rdf_first_peak_shifts"]["passed"] = False
+    assert "OUTSIDE ±0.1 Å" in "\n".join(structure_lines(numbers))

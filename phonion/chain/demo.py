@@ -115,6 +115,31 @@ def _fmt(entry: dict) -> str:
     return f"{text} {entry.get('unit') or ''}".rstrip()
 
 
+def structure_lines(numbers: dict) -> list[str]:
+    """The closing text's lines on the MLIP runs' structure against the reference (``compare/numbers.json``):
+    RDF first peaks and coordination numbers at the reference's temperature, and runs whose framework changed."""
+    r, c = numbers.get("rdf_first_peak_shifts") or {}, numbers.get("coordination") or {}
+    verdict = {True: "within", False: "OUTSIDE"}
+    out = []
+    if r.get("max_abs_shift_A") is not None:
+        w = r.get("worst") or {}
+        out.append(f"  RDF first peaks (MLIP − reference, at the reference's measured T): largest |shift| "
+                   f"{r['max_abs_shift_A']:.3f} Å ({w.get('pair')}, {w.get('temperature')}), "
+                   f"{verdict.get(r.get('passed'), 'not judged')} ±{r.get('limit_A', 0.1):g} Å")
+    if c.get("max_abs_difference") is not None:
+        w = c.get("worst") or {}
+        out.append(f"  coordination ({', '.join(c.get('shells') or {})}): largest |MLIP − reference| "
+                   f"{c['max_abs_difference']:.2f} per centre atom ({w.get('pair')}, {w.get('temperature')}), "
+                   f"{verdict.get(c.get('passed'), 'not judged')} ±{c.get('limit', 0.2):g}")
+    for d in c.get("drifting_runs") or []:
+        if d["side"] == "mlip":
+            out.append(f"  MLIP run {d['run']}: {d['pair']} coordination changed by {d['drift']:+.2f} during the run "
+                       f"({d.get('verdict', 'not judged')}; its numbers are marked)" if d.get("verdict") in
+                       ("fails", "not judged", None) else
+                       f"  MLIP run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}, as the reference's run does")
+    return ["", "structure of the MLIP runs vs the reference:"] + out if out else []
+
+
 def format_summary(summary: dict) -> str:
     """The demo's closing text: stage times, headline numbers of both sides, what is not converged."""
     lines = [f"phonion demo: {summary['label']} — profile {summary['profile']} "
@@ -134,6 +159,7 @@ def format_summary(summary: dict) -> str:
                          + ", committee spread p99 " + ("n/a" if p99 is None else f"{p99:.0f} meV/Å")
                          + ("" if r.get("failed_checks") is None
                             else f", gate {'passed' if r.get('gate_passed') else 'failed'}"))
+    lines += structure_lines(summary.get("compare") or {})
     head = summary.get("headline") or {}
     ref, mlip = head.get("reference", {}), head.get("mlip", {})
     keys = list(dict.fromkeys(list(ref.get("numbers", {})) + list(mlip.get("numbers", {}))))
