@@ -27,7 +27,9 @@ Sections
                ``seeds``, ``fix`` (the fixed-anion classes, run at ``fix_temperature_K``, default
                the highest temperature, with the first seed), ``workers``, ``engine`` (``auto``, the
                default: ASE workers or the batched engine, whichever is faster on this device by a
-               measurement before the runs, ``phonion.md.engine_choice``; or ``ase`` / ``batched``) and
+               measurement before the runs, ``phonion.md.engine_choice``; or ``ase`` / ``batched``),
+               ``compile`` (``auto``, the default: mace's ``compile_mode`` for float32 MD on a CPU when a
+               worker runs ≥ 20,000 steps, measured to repay the compile; ``yes`` / ``no``) and
                ``allow_failed_gate`` (run even when the gate failed; MLIP numbers then untrusted)
 ``compare``    ``phonion.compare.run.CompareConfig`` fields the chain does not set itself (``tau_max_ps``,
                ``parity_max_frames``, ``rdf_max_frames``, ``mobile``, ``anion``, ...)
@@ -174,7 +176,8 @@ _CHAIN_SET = {"reference": {"structure", "calculator", "seed", "output"},
 _CHAIN_EXTRAS = {"reference": {"workers": "int"},
                  "mlip_md": {"temperatures_K": "tuple[float, ...]", "seeds": "tuple[int, ...]",
                              "fix": "tuple[str, ...]", "fix_temperature_K": "float | None", "workers": "int",
-                             "allow_failed_gate": "bool", "dtype": "str | None", "engine": "str"}}
+                             "allow_failed_gate": "bool", "dtype": "str | None", "engine": "str",
+                             "compile": "str"}}
 
 
 def section_fields(section: str) -> dict:
@@ -267,6 +270,8 @@ def check_settings(settings: dict) -> None:
                          f"got {settings['mlip_md']['dtype']!r}")
     if settings["mlip_md"].get("engine", "auto") not in ("auto", "ase", "batched"):
         raise ValueError(f"mlip_md.engine must be auto, ase or batched, got {settings['mlip_md']['engine']!r}")
+    if settings["mlip_md"].get("compile", "auto") not in ("auto", "yes", "no"):
+        raise ValueError(f"mlip_md.compile must be auto, yes or no, got {settings['mlip_md']['compile']!r}")
     for name in ("workers",):
         for section in ("reference", "mlip_md"):
             if int(settings[section].get(name, 1)) < 1:

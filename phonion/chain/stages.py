@@ -284,6 +284,7 @@ def sweep_configs(ctx: StageContext, floors: dict | None = None) -> list:
     import dataclasses
 
     from phonion.md.driver import MDConfig
+    from phonion.md.engine_choice import mlip_md_spec
     from phonion.md.sweep import SweepConfig
 
     s = dict(ctx.settings["mlip_md"])
@@ -294,13 +295,13 @@ def sweep_configs(ctx: StageContext, floors: dict | None = None) -> list:
     s.pop("workers", None)
     s.pop("allow_failed_gate", None)
     s.pop("engine", None)
-    dtype = s.pop("dtype", None)  # MACE dtype of the MD only (compare's phonons and parity stay float64)
+    dtype, compile_ = s.pop("dtype", None), s.pop("compile", "auto")  # of the MD only (compare: float64, eager)
     if floors:
         s["pair_floors_A"] = dict(floors)
     s["supercell"] = tuple(s.get("supercell", (1, 1, 1)))
     every = int(s["sample_every"])
     s.setdefault("checkpoint_every", max(every, (int(s["steps"]) // 10) // every * every))
-    spec = ctx.mlip_spec + (("&" if "?" in ctx.mlip_spec else "?") + f"dtype={dtype}" if dtype else "")
+    spec, _ = mlip_md_spec(ctx.mlip_spec, dtype, compile_, ctx.settings["mlip_md"], ctx.device)
     run = MDConfig(structure=ctx.structure, calculator=spec, output="-", **s)
     out = str(ctx.out / "mlip_md")
     sweeps = [SweepConfig(temperatures_K=temps, seeds=seeds, fix=("none",), output=out, run=run)]

@@ -28,10 +28,17 @@ import statistics
 import time
 from pathlib import Path
 
-__all__ = ["choose_engine"]
+__all__ = ["COMPILE_MIN_STEPS", "choose_engine", "mlip_md_spec"]
 
 #: ties within this fraction go to the ASE engine
 TIE = 0.05
+
+#: steps per worker from which the chain's MLIP MD on a CPU compiles its float32 model (mace's
+#: ``compile_mode=default``). Measured on 2 cores (scripts/results/bench_committee_engines.json): the
+#: demo's committee ran 4 × 2000 steps in 113 s compiled (2 ASE workers, warm compile cache) against
+#: 131 s batched eager and 145 s ASE eager; a cold cache costs 40–62 s per model and worker (~3 min
+#: for a committee of 3), which a run repays only over ~20,000 steps. Unmeasured on a GPU: eager there.
+COMPILE_MIN_STEPS = 20000
 
 
 def _rule(engine: str, why: str) -> dict:
@@ -156,3 +163,21 @@ def choose_engine(cfg, *, workers: int = 1, threads: int | None = None, batch_si
             "ase_s_per_call": t_ase, "batched_s_per_call": t_b, "batch_size": batch,
             "threads_ase": plan_ase["threads"], "threads_batched": plan_b["threads"], "workers_at_once": side_by_side,
             "free_cores": free, "calls": calls}
+
+
+def mlip_md_spec(spec: str, dtype: str | None, compile_: str, md: dict, device: str) -> tuple[str, str]:
+    """(calculator SPEC, why) of the chain's MLIP MD: ``dtype`` appended, and ``compile_mode=default`` when
+    ``compile_`` is ``yes``, or ``auto`` on a CPU with float32 and ≥ ``COMPILE_MIN_STEPS`` steps per worker
+    (``md``: the chain's ``mlip_md`` settings: steps, equilibration_steps, temperatures_K, seeds, fix, workers).
+    A compiled model runs on the ASE engine (``choose_engine``'s rule)."""
+    out = spec + (("&" if "?" in spec else "?") + f"dtype={dtype}" if dtype else "")
+    runs = len(md.get("temperatures_K") or ()) * len(md.get("seeds") or (0,)) + len(md.get("fix") or ())
+    per_worker = (int(md.get("steps", 0)) + int(md.get("equilibration_steps", 0))) * runs \
+        // max(1, min(int(md.get("workers", 1)), max(runs, 1)))
+    if compile_ == "no" or dtype != "float32":
+        return out, "eager: " + ("mlip_md.compile is no" if compile_ == "no" else "compilation needs dtype float32")
+    if compile_ == "auto" and (str(device).split(":")[0] != "cpu" or per_worker < COMPILE_MIN_STEPS):
+        return out, (f"eager: {per_worker} steps per worker, fewer than the {COMPILE_MIN_STEPS} that repay compiling"
+                     if str(device).split(":")[0] == "cpu" else f"eager: compilation is not measured on {device}")
+    return out + "&compile_mode=default", f"compiled: {per_worker} steps per worker" + (
+        "" if compile_ == "auto" else " (mlip_md.compile is yes)")

@@ -115,3 +115,32 @@ def test_batched_engine_refuses_a_compiled_model(tmp_path, mace_model_file):
     with pytest.raises(ValueError, match="batched runs eager models"):
         run_sweep(cfg, engine="batched", progress=False)
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_chain_compiles_long_float32_cpu_md_only():
+    """mlip_md.compile auto: compiled when a worker's steps repay the compile (measured on 2 cores), eager for
+    the quick demo's short runs, float64, an unmeasured device, or compile no; yes forces it."""
+    from phonion.chain.profiles import resolve_profile
+    from phonion.md.engine_choice import COMPILE_MIN_STEPS, mlip_md_spec
+
+    quick = resolve_profile("quick")["mlip_md"]
+    spec, why = mlip_md_spec("mace:m.model?device=cpu", "float32", "auto", quick, "cpu")
+    assert spec == "mace:m.model?device=cpu&dtype=float32" and "fewer than" in why
+    long = {**quick, "steps": COMPILE_MIN_STEPS, "workers": 2}
+    spec, why = mlip_md_spec("mace:m.model", "float32", "auto", long, "cpu")
+    assert spec == "mace:m.model?dtype=float32&compile_mode=default" and why.startswith("compiled")
+    assert "compile_mode" not in mlip_md_spec("mace:m.model", "float64", "auto", long, "cpu")[0]
+    assert "compile_mode" not in mlip_md_spec("mace:m.model", "float32", "auto", long, "cuda")[0]
+    assert "compile_mode" not in mlip_md_spec("mace:m.model", "float32", "no", long, "cpu")[0]
+    assert "compile_mode" in mlip_md_spec("mace:m.model", "float32", "yes", quick, "cpu")[0]
+    # steps per worker: (steps + equilibration) × runs / workers that run at once
+    runs = len(quick["temperatures_K"]) * len(quick["seeds"]) + len(quick["fix"])
+    per_worker = (quick["steps"] + quick["equilibration_steps"]) * runs // min(quick["workers"], runs)
+    assert f"{per_worker} steps per worker" in mlip_md_spec("mace:m", "float32", "auto", quick, "cpu")[1]
+
+
+def test_a_typo_in_mlip_md_compile_is_one_clear_error():
+    from phonion.chain.profiles import resolve_profile
+
+    with pytest.raises(ValueError, match="mlip_md.compile must be auto, yes or no, got 'maybe'"):
+        resolve_profile("quick", {"mlip_md.compile": "maybe"})
