@@ -132,11 +132,11 @@ def structure_lines(numbers: dict) -> list[str]:
                    f"{c['max_abs_difference']:.2f} per centre atom ({w.get('pair')}, {w.get('temperature')}), "
                    f"{verdict.get(c.get('passed'), 'not judged')} ±{c.get('limit', 0.2):g}")
     for d in c.get("drifting_runs") or []:
-        if d["side"] == "mlip":
-            out.append(f"  MLIP run {d['run']}: {d['pair']} coordination changed by {d['drift']:+.2f} during the run "
-                       f"({d.get('verdict', 'not judged')}; its numbers are marked)" if d.get("verdict") in
-                       ("fails", "not judged", None) else
-                       f"  MLIP run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}, as the reference's run does")
+        if d["side"] != "mlip":
+            continue
+        marked = d.get("verdict") in ("fails", "not judged")  # the numbers of these runs are marked in compare
+        out.append(f"  MLIP run {d['run']}: {d['pair']} coordination changed by {d['drift']:+.2f} during the run ("
+                   + (f"{d['verdict']}; its numbers are marked)" if marked else "as the reference's run does)"))
     return ["", "structure of the MLIP runs vs the reference:"] + out if out else []
 
 

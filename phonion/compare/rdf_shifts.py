@@ -15,7 +15,7 @@ from phonion.md.rdf import RDF_EXTRAPOLATE, RDF_SHIFT_LIMIT_A, first_peaks, mlip
 
 __all__ = ["RDF_EXTRAPOLATE", "RDF_SHIFT_LIMIT_A", "coordination_by_temperature", "mlip_peaks_at",
            "rdf_peaks_by_temperature", "rdf_shifts_by_temperature",
-           "coordination_warnings", "structure_comparison"]
+           "coordination_findings", "coordination_warnings", "structure_comparison"]
 
 
 def tkey(temperature_K: float) -> str:
@@ -97,10 +97,15 @@ def coordination_by_temperature(ref: dict, mlip: dict) -> dict:
         return {"shells": {}, "by_temperature": {}, "drifting_runs": [], "limit": limit, "passed": None}
     shells, source = reference_shells([ref[t] for t in sorted(ref)])
 
+    done: dict = {}
+
     def counts(run, duration_fs=None):  # ``frames``: (positions, cells), or a function returning them
-        pos, cells = run["frames"]() if callable(run["frames"]) else run["frames"]
-        n = first_frames(len(pos), run["dt_fs"], duration_fs)
-        return coordination_numbers(pos[:n], cells[:n], run["symbols"], shells)
+        key = (id(run), duration_fs)  # a run bracketing several temperatures is read and counted once
+        if key not in done:
+            pos, cells = run["frames"]() if callable(run["frames"]) else run["frames"]
+            n = first_frames(len(pos), run["dt_fs"], duration_fs)
+            done[key] = coordination_numbers(pos[:n], cells[:n], run["symbols"], shells)
+        return done[key]
 
     full = {side: {t: counts(d[t]) for t in d} for side, d in (("reference", ref), ("mlip", mlip))}
     drifting = []
@@ -154,8 +159,9 @@ def _ps(fs) -> str:
     return "?" if fs is None else f"{fs / 1e3:.1f} ps"
 
 
-def coordination_warnings(res: dict) -> list[str]:
-    """One line per coordination number outside the limit and per drifting run (``warnings`` of numbers.json)."""
+def coordination_findings(res: dict) -> list[tuple[str, str]]:
+    """(kind, text) per coordination number outside the limit (kind ``difference``) and per drifting run (kind:
+    its ``verdict``: ``fails``, ``not judged``, ``as the reference``, ``reference``)."""
     out = []
     for t, v in res.get("by_temperature", {}).items():
         for pair, d in v["difference"].items():
@@ -163,10 +169,10 @@ def coordination_warnings(res: dict) -> list[str]:
                 sh = res["shells"][pair]
                 err = "" if d["err"] is None else f" ± {d['err']:.2f}"
                 more = "more" if d["value"] > 0 else "fewer"
-                out.append(f"coordination: {sh['centre']} has {abs(d['value']):.2f}{err} {more} {sh['neighbour']} neighbours "
+                out.append(("difference", f"coordination: {sh['centre']} has {abs(d['value']):.2f}{err} {more} {sh['neighbour']} neighbours "
                            f"(within {sh['cutoff_A']:.2f} Å) in the MLIP vs the reference at {t} "
                            f"({v['mlip_at_reference_T'][pair]['cn']:.2f} vs {v['reference'][pair]['cn']:.2f}; limit "
-                           f"± {res['limit']:g}): the MLIP's framework is not the reference's there")
+                           f"± {res['limit']:g}): the MLIP's framework is not the reference's there"))
     for d in res.get("drifting_runs", []):
         err = "" if d["drift_err"] is None else f" ± {d['drift_err']:.2f}"
         if d["verdict"] == "reference":
@@ -181,9 +187,14 @@ def coordination_warnings(res: dict) -> list[str]:
             verdict = (f"not judged: the reference's run there covers only {_ps(d['reference_duration_fs'])} of its "
                        f"{_ps(d['duration_fs'])} ({d['reference_drift']:+.2f} in it; a reference run as long would say "
                        "whether the reference does the same)")
-        out.append(f"coordination: {d['side']} run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}{err} "
-                   f"neighbours per centre atom from its first to its last quarter; {verdict}")
+        out.append((d["verdict"], f"coordination: {d['side']} run {d['run']}: {d['pair']} changed by {d['drift']:+.2f}{err} "
+                   f"neighbours per centre atom from its first to its last quarter; {verdict}"))
     return out
+
+
+def coordination_warnings(res: dict) -> list[str]:
+    """The ``warnings`` lines of :func:`coordination_findings`."""
+    return [text for _, text in coordination_findings(res)]
 
 
 def structure_comparison(sides: dict, mlip_runs: list, caught: list) -> tuple[dict, dict]:

@@ -194,9 +194,11 @@ def _structure_box(result: dict) -> str:
     """At the top when the MLIP runs' structure is not the reference's (RDF peaks or coordination numbers,
     red), or an MLIP run's framework changed where the reference is too short to judge it (amber)."""
     r, c = result.get("rdf_first_peak_shifts") or {}, result.get("coordination") or {}
-    warn = [w for w in result.get("warnings") or [] if w.startswith("coordination:")]
-    failed = [w for w in warn if "in the MLIP vs the reference" in w or "a failure" in w]
-    unjudged = [w for w in warn if w.startswith("coordination: mlip run") and "not judged" in w]
+    from phonion.compare.rdf_shifts import coordination_findings
+
+    found = coordination_findings(c) if c.get("by_temperature") is not None else []
+    failed = [text for kind, text in found if kind in ("difference", "fails")]
+    unjudged = [text for kind, text in found if kind == "not judged"]
     if r.get("passed") is False:
         failed.insert(0, f"RDF first peak outside ± {r['limit_A']:g} Å: largest |shift| "
                          + ("lost peak" if r.get("max_abs_shift_A") is None else f"{r['max_abs_shift_A']:.3f} Å")

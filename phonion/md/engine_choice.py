@@ -176,8 +176,8 @@ def mlip_md_spec(spec: str, dtype: str | None, compile_: str, md: dict, device: 
         // max(1, min(int(md.get("workers", 1)), max(runs, 1)))
     if compile_ == "no" or dtype != "float32":
         return out, "eager: " + ("mlip_md.compile is no" if compile_ == "no" else "compilation needs dtype float32")
-    if compile_ == "auto" and (str(device).split(":")[0] != "cpu" or per_worker < COMPILE_MIN_STEPS):
-        return out, (f"eager: {per_worker} steps per worker, fewer than the {COMPILE_MIN_STEPS} that repay compiling"
-                     if str(device).split(":")[0] == "cpu" else f"eager: compilation is not measured on {device}")
-    return out + "&compile_mode=default", f"compiled: {per_worker} steps per worker" + (
-        "" if compile_ == "auto" else " (mlip_md.compile is yes)")
+    if compile_ == "auto" and str(device).split(":")[0] != "cpu":
+        return out, f"eager: compilation is not measured on {device}"
+    if compile_ == "auto" and per_worker < COMPILE_MIN_STEPS:
+        return out, f"eager: {per_worker} steps per worker, fewer than the {COMPILE_MIN_STEPS} that repay compiling"
+    return out + "&compile_mode=default", f"compiled: {per_worker} steps per worker (mlip_md.compile is {compile_})"

@@ -120,20 +120,29 @@ def test_active_learning_flags_frames_a_whole_bond_outside_the_training_counts(n
 
 
 def test_the_report_opens_with_what_the_coordination_check_found():
-    """A failed comparison: red box; an MLIP run that changed beyond the reference's stretch: amber; else nothing."""
+    """A failed comparison: red box; an MLIP run that changed beyond the reference's stretch: amber; a drift
+    the reference's run as long shows too, or the reference's own: nothing."""
     from phonion.compare.report import _structure_box
 
-    ok = {"rdf_first_peak_shifts": {"passed": True}, "coordination": {"passed": True}, "warnings": []}
+    shell = {"centre": "Ga", "neighbour": "O", "cutoff_A": 2.97}
+
+    def coordination(diff, drifting):
+        return {"shells": {"Ga-O": shell}, "limit": 0.2, "passed": abs(diff) <= 0.2,
+                "by_temperature": {"1150K": {"difference": {"Ga-O": {"value": diff, "err": 0.05}},
+                                             "mlip_at_reference_T": {"Ga-O": {"cn": 6.0 + diff}},
+                                             "reference": {"Ga-O": {"cn": 6.0}}}},
+                "drifting_runs": [{"side": side, "run": run, "pair": "Ga-O", "drift": -0.47, "drift_err": 0.06,
+                                   "verdict": verdict, "reference_drift": -0.07, "duration_fs": 1600.0,
+                                   "reference_duration_fs": 600.0} for side, run, verdict in drifting]}
+
+    ok = {"rdf_first_peak_shifts": {"passed": True},
+          "coordination": coordination(0.0, [("reference", "1300K", "reference"),
+                                             ("mlip", "T1300", "as the reference")])}
     assert _structure_box(ok) == ""
-    bad = {**ok, "coordination": {"passed": False},
-           "warnings": ["coordination: Ga has 0.30 ± 0.05 fewer O neighbours (within 2.97 Å) in the MLIP vs the "
-                        "reference at 1150K (5.69 vs 5.99; limit ± 0.2): the MLIP's framework is not the reference's"]}
-    assert "class=invalid" in _structure_box(bad) and "fewer O neighbours" in _structure_box(bad)
-    unjudged = {**ok, "warnings": ["coordination: mlip run T1150: Ga-O changed by -0.47 ± 0.06 neighbours per centre "
-                                   "atom from its first to its last quarter; not judged: the reference's run there "
-                                   "covers only 0.6 ps of its 1.6 ps"]}
-    box = _structure_box(unjudged)
-    assert "class=invalid" not in box and "class=surrogate" in box and "T1150" in box
+    bad = {**ok, "coordination": coordination(-0.3, [])}
+    assert "class=invalid" in _structure_box(bad) and "0.30 ± 0.05 fewer O neighbours" in _structure_box(bad)
+    box = _structure_box({**ok, "coordination": coordination(0.0, [("mlip", "T1150", "not judged")])})
+    assert "class=invalid" not in box and "class=surrogate" in box and "T1150" in box and "0.6 ps of its 1.6 ps" in box
 
 
 def test_numbers_from_a_run_whose_framework_changed_are_not_trustworthy():

@@ -410,18 +410,3 @@ def test_limits_unphysical_numbers_are_never_converged():
     assert f"limit {LIMITS['parity_force_rmse_max_meV_A']:g} meV/Å" in nums["parity_force_rmse_meV_A"]["note"]
     assert "class=no" in _row("parity_force_rmse_meV_A", None, nums["parity_force_rmse_meV_A"], None)
     assert "class=yes" in _row("parity_force_rmse_Li_meV_A", None, nums["parity_force_rmse_Li_meV_A"], None)
-
-
-def test_an_o_e_mode_mean_frequency_outside_the_o_e_modes_is_not_converged():
-    """Contributions of both signs cancel: Σ f c / Σ c can land far outside the modes (62 THz from modes
-    of 2–25 THz in the quick demo); such a "mean" is marked, a mean inside the modes is not."""
-    import numpy as np
-
-    from phonion.compare.modal import _outside_modes
-
-    rec = [{"s": {"oe_frequency_range_THz": [2.0, 25.0]}}]
-    f, c = np.array([5.0, 20.0]), np.array([-0.95, 1.0])  # nearly cancelling contributions
-    mean = float(f @ c / c.sum())
-    assert mean > 25.0 and "outside the O_e modes' own frequencies (2–25 THz)" in _outside_modes(mean, rec)
-    assert _outside_modes(float(f @ np.abs(c) / np.abs(c).sum()), rec) == ""
-    assert _outside_modes(mean, [{"s": {}}]) == ""  # an older cached result without the range: no claim

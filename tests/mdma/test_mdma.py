@@ -248,3 +248,18 @@ def test_errors(crystal):
         run_mdma(v, masses, symbols, freq, E, 1.0, T_K, convention="paper")
     with pytest.raises(MDMAError, match="not orthonormal"):
         run_mdma(v, masses, symbols, freq, 2 * E, 1.0, T_K)
+
+
+def test_an_o_e_mode_mean_frequency_outside_the_o_e_modes_is_not_converged():
+    """Contributions of both signs cancel: Σ f c / Σ c can land far outside the modes (62 THz from modes
+    of 2–25 THz in the quick demo); such a "mean" is marked, a mean inside the modes is not."""
+    import numpy as np
+
+    from phonion.compare.modal import _outside_modes
+
+    rec = [{"s": {"oe_frequency_range_THz": [2.0, 25.0]}}]
+    f, c = np.array([5.0, 20.0]), np.array([-0.95, 1.0])  # nearly cancelling contributions
+    mean = float(f @ c / c.sum())
+    assert mean > 25.0 and "outside the O_e modes' own frequencies (2–25 THz)" in _outside_modes(mean, rec)
+    assert _outside_modes(float(f @ np.abs(c) / np.abs(c).sum()), rec) == ""
+    assert _outside_modes(mean, [{"s": {}}]) == ""  # an older cached result without the range: no claim
