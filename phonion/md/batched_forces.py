@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from phonion.core.calculators import parse_spec
+from phonion.core.mace_graph import DEFAULT_SKIN_A, VerletGraph
+
 __all__ = ["BatchedMACE", "BatchResults", "check_batched_spec", "is_out_of_memory"]
 
 
@@ -102,22 +105,42 @@ class BatchedMACE:
         self._torch = torch
         #: systems per model call after out-of-memory splits (None: never split)
         self.max_batch: int | None = None
+        #: the kept graph of each chunk of systems (phonion.core.mace_graph), by (first system, size);
+        #: the SPEC's ``skin`` (default 0.5 Å, 0: mace's graph at every step)
+        self.skin = float(parse_spec(spec).options.get("skin", DEFAULT_SKIN_A))
+        self._graphs: dict[tuple[int, int], VerletGraph] = {}
 
-    def _graph(self, atoms):
+    def _graph(self, atoms, cutoff: float):
         import mace.data as mace_data
         from mace.tools import torch_tools
 
         with torch_tools.default_dtype(self.dtype):
             config = mace_data.config_from_atoms(atoms, key_specification=self.keyspec, head_name=self.head)
-            return mace_data.AtomicData.from_config(config, z_table=self.z_table, cutoff=self.r_max,
+            return mace_data.AtomicData.from_config(config, z_table=self.z_table, cutoff=cutoff,
                                                     heads=self.heads)
 
-    def _forward(self, atoms_list: list) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
-        """(energy eV, forces (N, 3) eV/Å, forces_var or None) of each system, one model call per member."""
+    def _build(self, atoms_list: list, cutoff: float):
         from mace.tools import torch_geometric
 
+        return torch_geometric.Batch.from_data_list([self._graph(a, cutoff) for a in atoms_list]).to(self.device)
+
+    def _batch(self, atoms_list: list, first: int):
+        if self.skin <= 0:
+            return self._build(atoms_list, self.r_max)
+        key = (first, len(atoms_list))
+        if key not in self._graphs:
+            self._graphs[key] = VerletGraph(self._build, self.r_max, self.skin)
+        return self._graphs[key](atoms_list)
+
+    @property
+    def n_graph_builds(self) -> int:
+        """How many times a kept graph was (re)built (all chunks)."""
+        return sum(g.n_builds for g in self._graphs.values())
+
+    def _forward(self, atoms_list: list, first: int = 0) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
+        """(energy eV, forces (N, 3) eV/Å, forces_var or None) of each system, one model call per member."""
         torch = self._torch
-        batch = torch_geometric.Batch.from_data_list([self._graph(a) for a in atoms_list]).to(self.device)
+        batch = self._batch(atoms_list, first)
         energies, forces = [], []
         for model in self.models:
             b = batch.clone()
@@ -143,7 +166,7 @@ class BatchedMACE:
         while i < len(atoms_list):
             size = min(self.max_batch or len(atoms_list), len(atoms_list) - i)
             try:
-                out.extend(self._forward(atoms_list[i:i + size]))
+                out.extend(self._forward(atoms_list[i:i + size], i))
                 i += size
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
                 if not is_out_of_memory(exc):

@@ -154,21 +154,21 @@ def test_batched_forces_equal_mace_calculator_and_oom_splits_the_batch(models):
     real = engine._forward
     seen = []
 
-    def forward(chunk):
+    def forward(chunk, first=0):
         seen.append(len(chunk))
         if len(chunk) > 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(chunk)
+        return real(chunk, first)
 
     engine._forward = forward
     split = engine.compute(systems)
     assert engine.max_batch == 1 and seen[:3] == [3, 1, 1]
     for (e1, f1, v1), (e2, f2, v2) in zip(whole, split):
         assert np.abs(f1 - f2).max() < 1e-12 and e1 == pytest.approx(e2)
-    engine._forward = lambda chunk: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
+    engine._forward = lambda chunk, first: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
     with pytest.raises(ValueError, match="out of memory evaluating one system of 80 atoms"):
         engine.compute(systems[:1])
-    engine._forward = lambda chunk: (_ for _ in ()).throw(RuntimeError("some other bug"))
+    engine._forward = lambda chunk, first: (_ for _ in ()).throw(RuntimeError("some other bug"))
     with pytest.raises(RuntimeError, match="other bug"):  # not an OOM: not swallowed
         engine.compute(systems)
 
