@@ -74,8 +74,14 @@ def throughput(a, work: Path) -> dict:
               "--steps", str(a.steps), "--sample-every", "10", "--checkpoint-every", str(a.steps), "--no-progress"]
     f64, f32 = ["--calculator", f"mace:{a.model}"], ["--calculator", f"mace:{a.model}?dtype=float32"]
     fc = ["--calculator", f"mace:{a.model}?dtype=float32&compile_mode=default"]
-    # today's path: `phonion md --workers 2` as a user types it (threads chosen by phonion)
-    settings = {"ase_workers2": (f64 + ["--engine", "ase", "--workers", "2"], 1),
+    # today's path (the baseline): `phonion md --workers 2` with mace's graph built at every call
+    # (skin=0: phonion before the kept graph of phonion.core.mace_graph)
+    today = ["--calculator", f"mace:{a.model}?skin=0"]
+    settings = {"ase_workers2": (today + ["--engine", "ase", "--workers", "2"], 1),
+                "ase_workers2_kept_graph": (f64 + ["--engine", "ase", "--workers", "2"], 1),
+                "ase_workers2_float32_compiled_mace_graph": (
+                    ["--calculator", f"mace:{a.model}?dtype=float32&compile_mode=default&skin=0",
+                     "--engine", "ase", "--workers", "2"], 1),
                 "batched_auto_threads": (f64 + ["--engine", "batched"], 2),
                 "batched_threads1": (f64 + ["--engine", "batched", "--threads", "1"], 1),
                 "batched_float32_auto_threads": (f32 + ["--engine", "batched"], 2),
