@@ -176,9 +176,11 @@ def _li_diffusivity(path: Path) -> dict:
 
 def physics_settings(model: str) -> dict:
     """name -> (calculator SPEC, engine, extra options, OMP threads): the settings whose physics is compared
-    (``ase``, eager float64, is the reference every faster setting must agree with)."""
+    (``ase``, eager float64 with mace's graph built at every call, is the reference every faster setting
+    must agree with; the other mace settings keep the graph between steps, phonion.core.mace_graph)."""
     f64, fast = f"mace:{model}", f"mace:{model}?dtype=float32&compile_mode=default"
-    return {"ase": (f64, "ase", ["--workers", "2", "--threads", "1"], 1),
+    return {"ase": (f"mace:{model}?skin=0", "ase", ["--workers", "2", "--threads", "1"], 1),
+            "ase_kept_graph": (f64, "ase", ["--workers", "2", "--threads", "1"], 1),
             "batched": (f64, "batched", ["--threads", "1"], 1),
             "ase_float32": (f"mace:{model}?dtype=float32", "ase", ["--workers", "2", "--threads", "1"], 1),
             "ase_float32_compiled": (fast, "ase", ["--workers", "2", "--threads", "1"], 1)}

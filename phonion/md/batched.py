@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from phonion.core.mace_graph import graph_note
 from phonion.md.batched_run import BATCHED_ENSEMBLES, BatchedRun
 from phonion.md.md_config import MDConfig
 
@@ -136,7 +137,8 @@ def _drive(runs: list[BatchedRun], verdicts: list, forces, batch_size: int | Non
 
     todo = [r for r, v in zip(runs, verdicts) if v is None]
     for r in todo:
-        r.open(backend=f"mace batched ({forces.num_models} model{'s' if forces.num_models > 1 else ''})")
+        r.open(backend=f"mace batched ({forces.num_models} model{'s' if forces.num_models > 1 else ''})",
+               graph=graph_note(forces))
     if not todo:
         return
     check_same_size(todo)

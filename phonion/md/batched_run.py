@@ -83,7 +83,7 @@ class BatchedRun:
                              "choose another output directory")
         return None
 
-    def open(self, backend: str) -> None:
+    def open(self, backend: str, graph: str | None = None) -> None:
         """Build the atoms, load the checkpoint (resume) or draw the momenta, open the files."""
         from phonion.md.io.h5md import H5MDWriter
 
@@ -117,7 +117,8 @@ class BatchedRun:
         if ckpt is not None:
             self.writer.truncate(ckpt.n_frames)
         self.record = {"status": "running", "engine": "batched", "batch_size": self.batch_size,
-                       "threads": self.threads, "force_backend": backend, "settings": cfg.to_dict(),
+                       "threads": self.threads, "force_backend": backend, "mace_graph": graph,
+                       "settings": cfg.to_dict(),
                        "settings_key": cfg.settings_key(),
                        "n_atoms": len(atoms), "fixed_indices": fixed.tolist(), "n_degrees_of_freedom": ndof,
                        "restarts": self.restarts, "exact_restart": True,

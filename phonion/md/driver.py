@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from ase import units
 
+from phonion.core.mace_graph import graph_note
 from phonion.core.threads import current_threads
 from phonion.md.driver_guards import RunGuards, current_results, is_committee
 from phonion.md.guards import MDGuardError
@@ -86,8 +87,7 @@ def _resolve(cfg: MDConfig, calculator):
 
     if calculator is not None:
         return calculator
-    spec = parse_spec(cfg.calculator)
-    # EMT needs no device; passing one keeps torch (slow to import) out of EMT runs
+    spec = parse_spec(cfg.calculator)  # EMT needs no device; passing one keeps torch out of EMT runs
     return resolve_calculator(spec, device="cpu" if spec.kind == "emt" else None)
 
 
@@ -123,8 +123,7 @@ def run_md(cfg: MDConfig, *, calculator=None, resume: bool = False, progress: bo
 
     Returns
     -------
-    RunResult. A run whose ``run.json`` says complete (same settings, ≥ the steps asked) is
-    not re-run: status "already complete".
+    RunResult. A run found complete in ``run.json`` (same settings, ≥ the steps) is not re-run.
 
     Raises
     ------
@@ -223,7 +222,8 @@ class _Run:
                        "n_atoms": len(atoms), "fixed_indices": fixed.tolist(), "n_degrees_of_freedom": ndof,
                        "restarts": restarts, "exact_restart": EXACT_RESTART[cfg.ensemble], "engine": "ase",
                        "trajectory": TRAJECTORY_NAME, "steps_done": ckpt.step if ckpt else 0,
-                       "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0, "threads": current_threads()}
+                       "n_frames": ckpt.n_frames if ckpt else 0, "wall_s": self.wall0, "threads": current_threads(),
+                       "mace_graph": graph_note(atoms.calc)}
         write_json_atomic(out / RECORD_NAME, self.record)
         self.atoms, self.rng = atoms, rng
         self.guards = RunGuards(cfg, atoms, ndof, ckpt.uncertainty if ckpt else None)
