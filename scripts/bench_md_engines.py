@@ -233,32 +233,43 @@ def physics(a, work: Path) -> dict:
 
 
 def gpu(a) -> dict:
-    """ns/day vs atoms and batch size, float32/float64, eager vs compiled, peak memory (CUDA only)."""
+    """ns/day vs atoms and batch size, float32/float64, eager vs compiled, peak memory (CUDA; ``--gpu-device cpu``
+    runs the same code small, as a check that it works where no GPU is at hand)."""
     import torch
 
-    if not torch.cuda.is_available():
+    device = a.gpu_device or ("cuda" if torch.cuda.is_available() else None)
+    if device is None:
         return {"skipped": "no CUDA device here; rerun this script on a GPU machine"}
+    cuda = device.startswith("cuda")
     from phonion.core.structures import load_structure
     from phonion.md.batched_forces import BatchedMACE
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     rows = []
     base = load_structure("LiGa_SeO3_2")
+    rng = np.random.default_rng(0)
     for dtype in ("float32", "float64"):
-        engine = BatchedMACE(f"mace:{a.model}?dtype={dtype}", device="cuda")
+        engine = BatchedMACE(f"mace:{a.model}?dtype={dtype}", device=device)
         for reps in ((1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2), (4, 2, 2), (4, 4, 2), (4, 4, 4), (5, 5, 5)):
             cell = base.repeat(reps)
             for batch in (1, 4, 16, 64):
-                if len(cell) * batch > 200_000:
+                if len(cell) * batch > a.gpu_max_atoms:
                     continue
                 systems = [cell.copy() for _ in range(batch)]
-                torch.cuda.reset_peak_memory_stats()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
                 try:
                     engine.compute(systems)  # warm-up
-                    torch.cuda.synchronize()
+                    sync()
                     t0 = time.perf_counter()
                     for _ in range(a.gpu_calls):
+                        for s_ in systems:  # MD-like moves (0.01 Å rms): the kept graph is rebuilt as in MD
+                            s_.positions += rng.normal(0, 0.01, s_.positions.shape)
                         engine.compute(systems)
-                    torch.cuda.synchronize()
+                    sync()
                 except ValueError as exc:  # one system did not fit
                     rows.append({"dtype": dtype, "atoms": len(cell), "batch": batch, "error": str(exc)})
                     continue
@@ -266,39 +277,42 @@ def gpu(a) -> dict:
                 rows.append({"dtype": dtype, "atoms": len(cell), "batch": batch, "s_per_step": per_call,
                              "ns_per_day_each": 86400 / per_call * 1e-6,
                              "ns_per_day_total": batch * 86400 / per_call * 1e-6,
-                             "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2 ** 30,
-                             "max_batch_after_oom": engine.max_batch})
+                             "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None,
+                             "max_batch_after_oom": engine.max_batch, "graph_builds": engine.n_graph_builds})
                 engine.max_batch = None
                 print(rows[-1], flush=True)
-    return {"device": torch.cuda.get_device_name(), "timestep_fs_for_ns_per_day": 1.0, "rows": rows,
-            "compiled": _compiled(a)}
+    name = torch.cuda.get_device_name() if cuda else device
+    return {"device": name, "timestep_fs_for_ns_per_day": 1.0, "rows": rows,
+            "compiled": _compiled(a, device) if not a.gpu_no_compile else "not run (--gpu-no-compile)"}
 
 
-def _compiled(a) -> dict:
-    """ASE MACECalculator eager vs mace's compile_mode on the 80-atom cell (forces compared)."""
-    from mace.calculators import MACECalculator
-
-    from phonion.core.calculators import load_mace_models
+def _compiled(a, device: str) -> dict:
+    """One MACE calculator on the 80-atom cell, float32: eager vs mace's compile_mode, graph kept or not."""
+    from phonion.core.calculators import resolve_calculator
     from phonion.core.structures import load_structure
 
     atoms = load_structure("LiGa_SeO3_2")
+    rng = np.random.default_rng(0)
     out = {}
-    for mode in (None, "default"):
+    for name, opts in (("eager", "skin=0"), ("eager_kept_graph", "skin=0.5"),
+                       ("compiled", "skin=0&compile_mode=default"),
+                       ("compiled_kept_graph", "skin=0.5&compile_mode=default")):
         try:
-            calc = MACECalculator(models=load_mace_models([a.model], device="cuda"), device="cuda",
-                                  default_dtype="float32", **({"compile_mode": mode} if mode else {}))
+            calc = resolve_calculator(f"mace:{a.model}?dtype=float32&{opts}", device=device)
+            atoms.calc = calc
             t0 = time.perf_counter()
-            calc.calculate(atoms.copy())
+            atoms.get_forces()
             first = time.perf_counter() - t0
             times = []
             for _ in range(a.gpu_calls):
+                atoms.positions = atoms.positions + rng.normal(0, 0.01, atoms.positions.shape)
                 t0 = time.perf_counter()
-                calc.calculate(atoms.copy())
+                atoms.get_forces()
                 times.append(time.perf_counter() - t0)
-            out[mode or "eager"] = {"first_call_s": first, "s_per_call_min": min(times),
-                                    "s_per_call_median": statistics.median(times)}
+            out[name] = {"first_call_s": first, "s_per_call_min": min(times),
+                         "s_per_call_median": statistics.median(times)}
         except Exception as exc:  # noqa: BLE001 - compile may be unavailable: record why
-            out[mode or "eager"] = {"error": f"{type(exc).__name__}: {exc}"}
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -310,6 +324,10 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--physics-steps", type=int, default=0)
     p.add_argument("--gpu-calls", type=int, default=20)
+    p.add_argument("--gpu-device", default=None, help="device of the GPU part (default: cuda when available; "
+                                                         "cpu runs it small, to check the code)")
+    p.add_argument("--gpu-max-atoms", type=int, default=200_000, help="largest atoms × batch in the GPU table")
+    p.add_argument("--gpu-no-compile", action="store_true", help="skip the eager-vs-compiled part of the GPU table")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--settings", nargs="+", default=None,
                    help="only these throughput settings (and ase_workers2) / physics settings (and ase)")

@@ -110,7 +110,7 @@ class VerletGraph:
         batch["shifts"] = c["shifts"][keep_t]
         batch["unit_shifts"] = c["unit_shifts"][keep_t]
         old = batch["positions"]
-        batch["positions"] = torch.from_numpy(pos).to(dtype=old.dtype, device=old.device)
+        batch["positions"] = torch.tensor(pos, dtype=old.dtype, device=old.device)  # a copy, never the atoms' array
         return batch
 
 

@@ -13,7 +13,9 @@ loader (through :func:`phonion.core.calculators.resolve_calculator`, the same mo
 device as the ASE path), ``config_from_atoms`` / ``AtomicData.from_config`` (the graph and
 neighbour list of one system, exactly as ``MACECalculator`` builds it), the torch_geometric
 ``Batch`` that concatenates graphs, and the model forward with forces by autograd, which works
-per graph. So nothing of the force evaluation is written by hand here; only the split of the
+per graph. The batch is kept between steps (phonion.core.mace_graph: built with r_max + skin, rebuilt
+when an atom moved half the skin, the edges within r_max taken at every step; SPEC ``skin=0`` builds
+it at every step). So nothing of the force evaluation is written by hand here; only the split of the
 outputs by graph and the committee mean / variance (the same reduction as ``MACECalculator``).
 Forces and committee variances of a batch equal ``MACECalculator``'s to < 1e-12 eV/Å
 (tests/md/test_batched.py); on the demo model the batched and ASE engines, same seed, stay within
