@@ -261,6 +261,7 @@ def gpu(a) -> dict:
                 systems = [cell.copy() for _ in range(batch)]
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
+                builds = engine.n_graph_builds
                 try:
                     engine.compute(systems)  # warm-up
                     sync()
@@ -278,7 +279,8 @@ def gpu(a) -> dict:
                              "ns_per_day_each": 86400 / per_call * 1e-6,
                              "ns_per_day_total": batch * 86400 / per_call * 1e-6,
                              "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None,
-                             "max_batch_after_oom": engine.max_batch, "graph_builds": engine.n_graph_builds})
+                             "max_batch_after_oom": engine.max_batch,
+                             "graph_builds": engine.n_graph_builds - builds})
                 engine.max_batch = None
                 print(rows[-1], flush=True)
     name = torch.cuda.get_device_name() if cuda else device
@@ -287,7 +289,9 @@ def gpu(a) -> dict:
 
 
 def _compiled(a, device: str) -> dict:
-    """One MACE calculator on the 80-atom cell, float32: eager vs mace's compile_mode, graph kept or not."""
+    """One MACE calculator on the 80-atom cell, float32: eager vs mace's compile_mode, graph kept or not.
+    The order matters: a compiled kept-graph calculator makes torch trace shapes as dynamic process-wide
+    (phonion.core.mace_graph), so mace's own compiled calculator (skin=0) is built and timed before it."""
     from phonion.core.calculators import resolve_calculator
     from phonion.core.structures import load_structure
 

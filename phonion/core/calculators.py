@@ -33,7 +33,7 @@ reuse it) and needs a C compiler. Forces agree with eager to ~1e-6 eV/Å (float3
 ``skin`` (mace, Å, default 0.5) keeps mace's input graph between MD steps as a Verlet list with that
 skin, rebuilt only when an atom moved half the skin (phonion.core.mace_graph): the same forces as
 mace's graph built at every call, which ``skin=0`` restores; 1.1-1.5× faster MD on a CPU (the 80-atom
-cell on one core: float64 eager 16.5 → 14.6 ms a step, float32 compiled 8.6 → 5.8).
+cell on one core: float64 eager 16.5 → 14.6 ms a step, float32 compiled 8.6 → 5.9).
 ``module:function`` receives the options as keyword arguments (strings).
 """
 

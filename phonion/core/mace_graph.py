@@ -18,10 +18,13 @@ own code:
   model does with an edge;
 - a rebuild happens when any atom moved ≥ skin / 2 since the last build (then a pair outside
   ``r_max + skin`` at the build may have come within ``r_max``: the Verlet criterion), or when the
-  cell, the atomic numbers, the number of systems or anything but the positions changed.
+  cell, the atomic numbers, the number of systems or anything but the positions changed. The kept
+  candidates serve any positions within skin / 2 of the build's, whichever system they belong to.
+- a system that is not periodic in all three directions is not kept (mace sizes its cell from the
+  positions): mace's own graph at every call.
 
 Measured on 1 core with the demo's model at 1300 K (skin 0.5 Å, a rebuild every ~8 steps):
-float64 eager 16.5 → 14.6 ms a step; float32 eager 12.9 → 11.1; float32 compiled 8.6 → 5.7.
+float64 eager 16.5 → 14.6 ms a step; float32 eager 12.9 → 11.1; float32 compiled 8.6 → 5.9.
 A compiled model sees a different edge count at every call: torch.compile then builds one
 dynamic-shape graph (cached on disk by inductor) instead of mace's padding to a fixed edge count,
 which computes 25 % phantom edges on every call.
@@ -80,22 +83,32 @@ class VerletGraph:
 
         batch = self.build(atoms_list, self.r_max + self.skin)
         self.n_builds += 1
-        ei, us = batch["edge_index"].cpu().numpy(), batch["unit_shifts"].detach().cpu().numpy()
+        ei, us = batch["edge_index"].cpu().numpy(), batch["unit_shifts"].detach().cpu().numpy().astype(np.float64)
         # one canonical edge order (sender, receiver, periodic image), whatever positions the build saw:
         # the kept edges then come in the same order after every rebuild, so a run resumed from a
         # checkpoint (a fresh graph) sums the messages in the same order: bit-identical restarts
         order = np.lexsort((us[:, 2], us[:, 1], us[:, 0], ei[1], ei[0]))
         idx = torch.from_numpy(order).to(batch["edge_index"].device)
         edge_index, shifts = batch["edge_index"][:, idx], batch["shifts"][idx]
+        ei, us = ei[:, order], us[order]
+        # the shifts in float64 (a float32 model's batch holds them rounded): unit shifts × the edge's cell
+        first_atom = np.cumsum([0] + [len(a) for a in atoms_list])
+        system = np.searchsorted(first_atom, ei[0], side="right") - 1
+        cells = np.stack([a.cell.array for a in atoms_list])
         self._c = {"batch": batch, "pos": pos.copy(), "cells": [a.cell.array.copy() for a in atoms_list],
                    "numbers": [a.numbers.copy() for a in atoms_list], "pbc": [a.pbc.copy() for a in atoms_list],
                    "edge_index": edge_index, "shifts": shifts, "unit_shifts": batch["unit_shifts"][idx],
-                   "ei": ei[:, order], "sh": shifts.detach().cpu().numpy().astype(np.float64)}
+                   "ei": ei, "sh": np.einsum("ei,eij->ej", us, cells[system])}
 
     def __call__(self, atoms_list: list):
         """The batch for the systems' current positions, edges exactly those within ``r_max``."""
         import torch
 
+        if not all(a.pbc.all() for a in atoms_list):
+            # mace replaces a non-periodic cell vector by one sized from the positions (and stress, volume
+            # and rcell follow it): such a graph cannot be kept; mace's own graph at every call
+            self._c = None
+            return self.build(atoms_list, self.r_max)
         pos = np.concatenate([a.positions for a in atoms_list]) if len(atoms_list) > 1 \
             else np.asarray(atoms_list[0].positions, dtype=np.float64)
         if self._stale(atoms_list, pos):
@@ -104,11 +117,11 @@ class VerletGraph:
         batch, ei = c["batch"], c["ei"]
         # mace's edge vector: positions[receiver] - positions[sender] + shifts (edge_index = sender, receiver)
         v = pos[ei[1]] - pos[ei[0]] + c["sh"]
-        keep = np.einsum("ij,ij->i", v, v) < self.r_max ** 2
-        keep_t = torch.from_numpy(keep).to(c["edge_index"].device)
-        batch["edge_index"] = c["edge_index"][:, keep_t]
-        batch["shifts"] = c["shifts"][keep_t]
-        batch["unit_shifts"] = c["unit_shifts"][keep_t]
+        keep = np.flatnonzero(np.einsum("ij,ij->i", v, v) < self.r_max ** 2)
+        keep_t = torch.from_numpy(keep).to(c["edge_index"].device)  # one host-to-device copy a call
+        batch["edge_index"] = c["edge_index"].index_select(1, keep_t)
+        batch["shifts"] = c["shifts"].index_select(0, keep_t)
+        batch["unit_shifts"] = c["unit_shifts"].index_select(0, keep_t)
         old = batch["positions"]
         batch["positions"] = torch.tensor(pos, dtype=old.dtype, device=old.device)  # a copy, never the atoms' array
         return batch

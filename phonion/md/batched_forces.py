@@ -111,6 +111,7 @@ class BatchedMACE:
         #: the SPEC's ``skin`` (default 0.5 Å, 0: mace's graph at every step)
         self.skin = float(parse_spec(spec).options.get("skin", DEFAULT_SKIN_A))
         self._graphs: dict[tuple[int, int], VerletGraph] = {}
+        self._builds_dropped = 0
 
     def _graph(self, atoms, cutoff: float):
         import mace.data as mace_data
@@ -136,8 +137,8 @@ class BatchedMACE:
 
     @property
     def n_graph_builds(self) -> int:
-        """How many times a kept graph was (re)built (all chunks)."""
-        return sum(g.n_builds for g in self._graphs.values())
+        """How many times a kept graph was (re)built, over every chunk since this engine was made."""
+        return self._builds_dropped + sum(g.n_builds for g in self._graphs.values())
 
     def _forward(self, atoms_list: list, first: int = 0) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
         """(energy eV, forces (N, 3) eV/Å, forces_var or None) of each system, one model call per member."""
@@ -164,15 +165,18 @@ class BatchedMACE:
         Evaluated in chunks of at most :attr:`max_batch` systems; an out-of-memory error halves the
         chunk (and remembers it) until it fits. Raises ValueError when one system alone does not fit.
         """
-        out, i = [], 0
+        out, i, used = [], 0, set()
         while i < len(atoms_list):
             size = min(self.max_batch or len(atoms_list), len(atoms_list) - i)
             try:
                 out.extend(self._forward(atoms_list[i:i + size], i))
+                used.add((i, size))
                 i += size
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
                 if not is_out_of_memory(exc):
                     raise
+                dropped = self._graphs.pop((i, size), None)  # the chunk's kept graph goes before the retry
+                self._builds_dropped += dropped.n_builds if dropped else 0
                 self._free()
                 if size == 1:
                     raise ValueError(f"out of memory evaluating one system of {len(atoms_list[i])} atoms on "
@@ -180,6 +184,8 @@ class BatchedMACE:
                                      f"(mace:MODEL?dtype=float32) or another device; the runs are "
                                      f"checkpointed, rerun with --resume") from exc
                 self.max_batch = max(1, size // 2)
+        for key in set(self._graphs) - used:  # chunks of an earlier batch (a run left, a split): free them
+            self._builds_dropped += self._graphs.pop(key).n_builds
         return out
 
     def _free(self) -> None:

@@ -115,6 +115,9 @@ def test_compiled_model_gives_eager_forces_and_compiles_once_per_process(tmp_pat
         a1.positions = a2.positions = a1.positions + rng.normal(0, 0.03, a1.positions.shape)
         assert np.abs(a2.get_forces() - a1.get_forces()).max() < 1e-5
     assert compiled.graph.n_builds >= 2
+    from torch._dynamo.utils import counters
+
+    assert counters["stats"]["unique_graphs"] == 1   # one compilation, shapes dynamic from the first call
 
 
 def test_batched_engine_refuses_a_compiled_model(tmp_path, mace_model_file):

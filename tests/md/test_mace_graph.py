@@ -121,6 +121,81 @@ def test_batched_engine_keeps_its_graph_too(model):
     assert 2 <= bm.n_graph_builds < 15
 
 
+def test_batched_graphs_follow_a_changed_batch(model):
+    """The batched engine's kept graphs: a changed species, a run leaving the batch, and two equal-size systems
+    trading chunks under max_batch=2 each give mace's forces (rebuilt where the graph is no longer valid)."""
+    from phonion.md.batched_forces import BatchedMACE
+
+    plain = resolve_calculator(f"mace:{model}?dtype=float64&skin=0", device="cpu")
+    bm = BatchedMACE(f"mace:{model}?dtype=float64", device="cpu")
+    systems = [load_structure("LiGa_SeO3_2") for _ in range(3)]
+    for i, a in enumerate(systems):
+        a.rattle(0.2, seed=i)   # 0.2 Å rms apart: each system's atoms lie ≥ skin / 2 from another's
+
+    def check(atoms_list):
+        for a, (e, f, _) in zip(atoms_list, bm.compute(atoms_list)):
+            b = a.copy()
+            b.calc = plain
+            assert e == pytest.approx(b.get_potential_energy(), abs=1e-10)
+            assert np.abs(f - b.get_forces()).max() < 1e-10
+
+    check(systems)
+    n = bm.n_graph_builds
+    numbers = systems[1].numbers.copy()
+    numbers[[0, -1]] = numbers[[-1, 0]]
+    systems[1].numbers = numbers            # same positions, other species: rebuilt
+    check(systems)
+    assert bm.n_graph_builds == n + 1
+    check(systems[::2])                     # a run left the batch: a new chunk, the old one freed
+    assert bm.n_graph_builds == n + 2 and len(bm._graphs) == 1
+    bm.max_batch = 2
+    check(systems)                          # chunks (0, 2) and (2, 1)
+    n = bm.n_graph_builds
+    check([systems[0], systems[2], systems[1]])   # systems 1 and 2 trade chunks: both rebuilt, not reused
+    assert bm.n_graph_builds == n + 2 and len(bm._graphs) == 2
+
+
+def test_the_kept_edges_do_not_depend_on_where_the_graph_was_built(model):
+    """Two graphs built at different positions (within skin / 2 of the query) give the same edges in the same
+    order: the canonical order that makes a resumed run bit-identical."""
+    a = load_structure("LiGa_SeO3_2")
+    b, query = a.copy(), a.copy()
+    b.rattle(0.05, seed=1)
+    query.rattle(0.05, seed=2)
+    graphs = []
+    for start in (a, b):
+        calc = resolve_calculator(f"mace:{model}?dtype=float64", device="cpu")
+        calc._atoms_to_batch(start)
+        graphs.append(calc._atoms_to_batch(query))
+        assert calc.graph.n_builds == 1
+    for key in ("edge_index", "shifts", "unit_shifts", "positions"):
+        assert graphs[0][key].shape == graphs[1][key].shape
+        assert bool((graphs[0][key] == graphs[1][key]).all()), key
+
+
+def test_run_json_says_how_the_graph_is_built_and_open_cells_are_not_kept(model):
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+
+    from phonion.core.mace_graph import graph_note
+    from phonion.md.batched_forces import BatchedMACE
+
+    kept = resolve_calculator(f"mace:{model}?dtype=float64&skin=0.3", device="cpu")
+    assert "Verlet skin 0.3 Å" in graph_note(kept) and "0.15 Å" in graph_note(kept)
+    assert graph_note(resolve_calculator(f"mace:{model}?skin=0", device="cpu")) == "mace's own graph built at every step"
+    assert graph_note(EMT()) is None
+    assert "Verlet skin 0.5" in graph_note(BatchedMACE(f"mace:{model}", device="cpu"))
+    assert graph_note(BatchedMACE(f"mace:{model}?skin=0", device="cpu")) == "mace's own graph built at every step"
+    # a molecule (no periodic cell): mace sizes its cell from the positions, so nothing is kept
+    mol = Atoms("LiO", positions=[[0, 0, 0], [0, 0, 1.7]])
+    twin = mol.copy()
+    mol.calc, twin.calc = kept, resolve_calculator(f"mace:{model}?dtype=float64&skin=0", device="cpu")
+    for _ in range(3):
+        mol.positions = twin.positions = mol.positions + 0.01
+        assert np.abs(mol.get_forces() - twin.get_forces()).max() < 1e-12
+    assert kept.graph.n_builds == 0
+
+
 @pytest.mark.parametrize("value", ["-1", "abc", "4", "nan"])
 def test_a_bad_skin_is_one_clear_error(value):
     with pytest.raises(CalculatorSpecError, match="skin is the Verlet skin"):
