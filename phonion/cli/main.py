@@ -10,6 +10,7 @@ import sys
 import warnings
 
 from phonion.core.paths import format_warning as _format_warning  # one format, also in worker processes
+from phonion.core.paths import ignore_library_noise
 
 DESCRIPTION = """\
 phonion: from a few ps of AIMD to a MACE potential, long MD, and the same analyses
@@ -192,6 +193,7 @@ def main(argv=None) -> int:
     original_formatwarning = warnings.formatwarning
     with warnings.catch_warnings():  # restores filters and showwarning, not formatwarning: hence the finally
         warnings.simplefilter("default")
+        ignore_library_noise()
         warnings.formatwarning = _format_warning
         try:
             with _json_mode(args):

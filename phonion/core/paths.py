@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["relative_paths", "from_phonion", "format_warning", "require_free_space", "MIN_FREE_BYTES"]
+__all__ = ["relative_paths", "from_phonion", "format_warning", "ignore_library_noise", "require_free_space", "MIN_FREE_BYTES"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -45,6 +45,19 @@ def require_free_space(path, need_bytes: int = 0, what: str = "") -> None:
         raise OSError(errno.ENOSPC, f"{p}: {free / 2**20:.1f} MB free on its filesystem, phonion needs "
                                     f"{(need_bytes + MIN_FREE_BYTES) / 2**20:.1f} MB{' for ' + what if what else ''} "
                                     "(it stops before the disk is full); free space or write elsewhere")
+
+
+#: library deprecation notices a phonion user cannot act on (message regexes): torch 2.13 deprecates
+#: ``torch.jit.load``, which mace/e3nn call on every model load — 86 identical lines in the quick demo
+LIBRARY_NOISE = (r".*`torch\.jit\.load` is deprecated",)
+
+
+def ignore_library_noise() -> None:
+    """Hide :data:`LIBRARY_NOISE` (DeprecationWarning only; every other warning is still shown)."""
+    import warnings
+
+    for pattern in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern, category=DeprecationWarning)
 
 
 def format_warning(message, category, filename, lineno, line=None) -> str:

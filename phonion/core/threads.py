@@ -65,10 +65,11 @@ def worker_init(n_threads: int, parent_pid: int) -> None:
     import threading
     import warnings
 
-    from phonion.core.paths import format_warning
+    from phonion.core.paths import format_warning, ignore_library_noise
 
     limit_threads(n_threads)
     warnings.formatwarning = format_warning
+    ignore_library_noise()
     # a worker's stdout is nobody's output (results come back through the pool): library banners
     # ("CHGNet v0.3.0 initialized ...", mace's "cuequivariance ... not available") go to stderr,
     # so the parent's stdout keeps only what phonion prints (its JSON with --json)
