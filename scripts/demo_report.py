@@ -44,7 +44,7 @@ def collect(out: Path) -> dict:
         "gate": {k: gate.get(k) for k in ("passed", "force_rmse_meV_A", "force_rmse_by_temperature_meV_A",
                                            "force_rmse_by_species_meV_A", "energy_mae_meV_atom",
                                            "min_pair_distance_ratio", "rdf_first_peak_max_shift_A",
-                                           "mean_temperature_ratio", "uncertainty_p99_meV_A",
+                                           "mean_temperature_ratio", "uncertainty_p99_meV_A", "coordination_max_difference",
                                            "uncertainty_calibration", "failed_checks")},
         "reference_runs": [{k: r.get(k) for k in ("temperature_K", "mean_temperature_K", "n_frames")}
                            for r in ref.get("runs", [])],
