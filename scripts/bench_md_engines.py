@@ -98,7 +98,7 @@ def throughput(a, work: Path) -> dict:
         busy.start()
         time.sleep(1.0)
     warm = {}
-    if any("compiled" in k for k in settings):  # torch.compile's first compile on this machine (cache cold)
+    if any("compiled" in k for k in settings) and not a.cold_compile:  # the first compile here (cache cold)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor_cache")
         for name in [k for k in settings if "compiled" in k]:
             extra, env_threads = settings[name]
@@ -112,6 +112,8 @@ def throughput(a, work: Path) -> dict:
     for rep in range(a.reps):
         for name, (extra, env_threads) in settings.items():
             out = work / f"tp_{name}_{rep}"
+            if a.cold_compile:  # every timed run compiles from an empty inductor cache (a new machine)
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / f"inductor_cache_{name}_{rep}")
             walls[name].append(_phonion_md(common + extra + ["-o", str(out)], env_threads))
             cpus[name].append(CPU_S[-1])
             shutil.rmtree(out, ignore_errors=True)
@@ -122,7 +124,7 @@ def throughput(a, work: Path) -> dict:
     atom_steps = len(a.temps) * 80 * a.steps
     base = walls["ase_workers2"]
     return {"atom_steps_per_sweep": atom_steps, "steps": a.steps, "temperatures_K": a.temps, "reps": a.reps,
-            "other_busy_process": bool(a.busy),
+            "other_busy_process": bool(a.busy), "cold_compile_every_run": bool(a.cold_compile),
             "cold_compile_run_50_steps_s": warm,
             "compile_note": "compiled settings: the first run on a machine compiles with a cold inductor cache "
                             "(cold_compile_run_50_steps_s, untimed warm-up); the timed repetitions reuse the "
@@ -336,6 +338,8 @@ def main(argv=None) -> int:
     p.add_argument("--settings", nargs="+", default=None,
                    help="only these throughput settings (and ase_workers2) / physics settings (and ase)")
     p.add_argument("--busy", action="store_true", help="run the throughput part next to one CPU-bound process")
+    p.add_argument("--cold-compile", action="store_true",
+                   help="every timed compiled run starts from an empty inductor cache (as on a new machine)")
     p.add_argument("--json", default=str(ROOT / "scripts" / "results" / "bench_md_cpu.json"))
     a = p.parse_args(argv)
     if not Path(a.model).is_file():
