@@ -71,9 +71,8 @@ class VerletGraph:
         c = self._c
         if c is None or len(atoms_list) != len(c["cells"]) or pos.shape != c["pos"].shape:
             return True
-        for a, cell, z, pbc in zip(atoms_list, c["cells"], c["numbers"], c["pbc"]):
-            if not (np.array_equal(a.cell.array, cell) and np.array_equal(a.numbers, z)
-                    and np.array_equal(a.pbc, pbc)):
+        for a, cell, z in zip(atoms_list, c["cells"], c["numbers"]):  # (pbc: always all True when kept)
+            if not (np.array_equal(a.cell.array, cell) and np.array_equal(a.numbers, z)):
                 return True
         moved2 = np.einsum("ij,ij->i", pos - c["pos"], pos - c["pos"])
         return bool(moved2.max(initial=0.0) >= (self.skin / 2) ** 2)
@@ -95,8 +94,7 @@ class VerletGraph:
         first_atom = np.cumsum([0] + [len(a) for a in atoms_list])
         system = np.searchsorted(first_atom, ei[0], side="right") - 1
         cells = np.stack([a.cell.array for a in atoms_list])
-        self._c = {"batch": batch, "pos": pos.copy(), "cells": [a.cell.array.copy() for a in atoms_list],
-                   "numbers": [a.numbers.copy() for a in atoms_list], "pbc": [a.pbc.copy() for a in atoms_list],
+        self._c = {"batch": batch, "pos": pos, "cells": cells, "numbers": [a.numbers.copy() for a in atoms_list],
                    "edge_index": edge_index, "shifts": shifts, "unit_shifts": batch["unit_shifts"][idx],
                    "ei": ei, "sh": np.einsum("ei,eij->ej", us, cells[system])}
 
@@ -109,8 +107,7 @@ class VerletGraph:
             # and rcell follow it): such a graph cannot be kept; mace's own graph at every call
             self._c = None
             return self.build(atoms_list, self.r_max)
-        pos = np.concatenate([a.positions for a in atoms_list]) if len(atoms_list) > 1 \
-            else np.asarray(atoms_list[0].positions, dtype=np.float64)
+        pos = np.concatenate([a.positions for a in atoms_list])  # a copy: the kept graph owns it
         if self._stale(atoms_list, pos):
             self._rebuild(atoms_list, pos)
         c = self._c
